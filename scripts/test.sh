@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# The one test command for chatgroup: installs the test tools it needs, then runs every check.
+#
+#   bash scripts/test.sh
+#
+# Stages, in order (the first failure stops the run):
+#   tools    install what the tests need, each step skipped when already present
+#   fmt      cargo fmt --all --check
+#   clippy   cargo clippy --workspace --all-targets --all-features -- -D warnings
+#   test     cargo test --workspace --all-features (unit, integration and doc tests)
+#   doc      cargo doc with warnings denied (house style §3.10)
+#   benches  cargo build --benches: keeps the criterion benches compiling without running them
+#   fuzz     every cargo-fuzz target for FUZZ_SECONDS, seeded from fuzz/seeds/<target>
+#   perf     perf/smoke.sh, when it exists
+#   interop  tests/interop/run.sh, when it exists
+#
+# Knobs (environment):
+#   FUZZ_SECONDS=30        seconds per fuzz target
+#   FUZZ_SANITIZER=address cargo-fuzz sanitizer (address, none, ...)
+#   SKIP_FUZZ=1            skip installing cargo-fuzz and the fuzz stage (quick local runs)
+#   CI=1                   plain output (set by .ci/run)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+FUZZ_SANITIZER="${FUZZ_SANITIZER:-address}"
+SKIP_FUZZ="${SKIP_FUZZ:-0}"
+
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+if [[ -n "${CI:-}" ]]; then
+    export CARGO_TERM_COLOR=never
+    # A CI build starts from scratch; incremental state would only cost time and disk.
+    export CARGO_INCREMENTAL=0
+fi
+# cargo-installed tools land here; a fresh shell may not have it on PATH yet.
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# Lets Node scripts anywhere in the repo `require('ws')` from the interop package.
+export NODE_PATH="$ROOT/tests/interop/node_modules${NODE_PATH:+:$NODE_PATH}"
+
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/chatgroup-test.XXXXXX")"
+trap 'rm -rf "$SCRATCH"' EXIT
+
+RUN_START=$SECONDS
+PASSED=0
+SUMMARY=()
+
+fmt_secs() {
+    local s=$1
+    if ((s >= 60)); then printf '%dm%02ds' $((s / 60)) $((s % 60)); else printf '%ds' "$s"; fi
+}
+
+note() { printf '    %s\n' "$*"; }
+
+# Runs one stage: a banner, the stage function in a subshell with errexit on (so every failing
+# command inside it stops it), and its elapsed time. The first failing stage ends the script.
+stage() {
+    local name=$1
+    shift
+    printf '\n==================== stage %s ====================\n' "$name"
+    local start=$SECONDS rc
+    set +e
+    (
+        set -euo pipefail
+        "$@"
+    )
+    rc=$?
+    set -e
+    local took
+    took=$(fmt_secs $((SECONDS - start)))
+    if ((rc != 0)); then
+        printf '\n!!!!!!!!!!!!!!!!!!!! stage %s FAILED (exit %d) after %s !!!!!!!!!!!!!!!!!!!!\n' \
+            "$name" "$rc" "$took"
+        print_times
+        printf 'stages: %d passed, 1 failed (%s)\n' "$PASSED" "$name"
+        exit "$rc"
+    fi
+    PASSED=$((PASSED + 1))
+    SUMMARY+=("$(printf '%-8s %8s' "$name" "$took")")
+    printf -- '-------------------- stage %s passed in %s --------------------\n' "$name" "$took"
+}
+
+print_times() {
+    printf '\nstage times:\n'
+    local line
+    for line in "${SUMMARY[@]+"${SUMMARY[@]}"}"; do printf '  %s\n' "$line"; done
+    printf '  %-8s %8s\n' total "$(fmt_secs $((SECONDS - RUN_START)))"
+}
+
+# ---------------------------------------------------------------------------------------------
+# tools
+
+install_rust_components() {
+    # Normally shipped with the toolchain; added only if this machine lacks them.
+    cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+    cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+}
+
+install_cargo_fuzz() {
+    if [[ "$SKIP_FUZZ" == 1 ]]; then
+        note "cargo-fuzz: skipped (SKIP_FUZZ=1)"
+        return
+    fi
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        echo "the fuzz stage needs a nightly toolchain (rustup toolchain install nightly)" >&2
+        return 1
+    fi
+    if cargo fuzz --version >/dev/null 2>&1; then
+        note "cargo-fuzz: $(cargo fuzz --version) already installed"
+    else
+        note "cargo-fuzz: installing"
+        cargo install cargo-fuzz --locked
+    fi
+}
+
+install_python_websockets() {
+    if python3 -c 'import websockets' >/dev/null 2>&1; then
+        note "python websockets: $(python3 -c 'import websockets; print(websockets.__version__)') already installed"
+        return
+    fi
+    note "python websockets: installing"
+    if python3 -m pip --version >/dev/null 2>&1; then
+        # A Debian system interpreter refuses plain pip installs (PEP 668); a pyenv/venv one does not.
+        python3 -m pip install --quiet websockets ||
+            python3 -m pip install --quiet --break-system-packages websockets
+    else
+        apt-get update -qq && apt-get install -y -qq python3-websockets
+    fi
+    python3 -c 'import websockets'
+}
+
+install_node_clients() {
+    local dir="$ROOT/tests/interop"
+    if [[ ! -f "$dir/package.json" ]]; then
+        note "node clients: no tests/interop/package.json, nothing to install"
+        return
+    fi
+    command -v npm >/dev/null 2>&1 || {
+        echo "npm not found: the interop tests need Node.js 18+ with npm" >&2
+        return 1
+    }
+    # npm writes node_modules/.package-lock.json on every install; when it is newer than the
+    # manifests, the tree is already what they ask for.
+    local stamp="$dir/node_modules/.package-lock.json"
+    if [[ -f "$stamp" && "$stamp" -nt "$dir/package.json" &&
+        (! -f "$dir/package-lock.json" || "$stamp" -nt "$dir/package-lock.json") ]]; then
+        note "node clients: tests/interop/node_modules up to date"
+        return
+    fi
+    note "node clients: installing into tests/interop/node_modules"
+    if [[ -f "$dir/package-lock.json" ]]; then
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    else
+        (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
+    fi
+}
+
+# Hook for the browser end-to-end tests (the browser-client issue): they will need a headless
+# Chromium. When they land, install it here, skipped when present, e.g.
+#   command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+# and export its path (CHROME_BIN) for the tests. Not needed yet: no browser test exists.
+install_browser() {
+    :
+}
+
+stage_tools() {
+    install_rust_components
+    install_cargo_fuzz
+    install_python_websockets
+    install_node_clients
+    install_browser
+}
+
+# ---------------------------------------------------------------------------------------------
+# cargo checks
+
+stage_fmt() {
+    cargo fmt --all --check
+}
+
+stage_clippy() {
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
+}
+
+stage_test() {
+    cargo test --workspace --all-features
+}
+
+stage_doc() {
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --document-private-items
+}
+
+stage_benches() {
+    # Running criterion benches (even in --test mode) takes too long for CI; building them
+    # with the test profile reuses the artifacts of the test stage and proves they compile.
+    cargo build --benches --workspace --all-features
+}
+
+# ---------------------------------------------------------------------------------------------
+# fuzz smoke
+
+stage_fuzz() {
+    if [[ ! -d fuzz ]]; then
+        note "no fuzz/ directory yet: nothing to fuzz"
+        return
+    fi
+    if [[ ! -f fuzz/Cargo.toml ]]; then
+        note "fuzz/ has no Cargo.toml yet: nothing to fuzz"
+        return
+    fi
+    local listing targets=()
+    listing="$(cargo +nightly fuzz list)"
+    mapfile -t targets < <(printf '%s\n' "$listing" | grep -v '^[[:space:]]*$' || true)
+    if ((${#targets[@]} == 0)); then
+        echo "fuzz/Cargo.toml exists but 'cargo fuzz list' shows no targets" >&2
+        return 1
+    fi
+    note "targets: ${targets[*]} (${FUZZ_SECONDS}s each, sanitizer $FUZZ_SANITIZER)"
+
+    # One build for all targets; the runs below then start at once.
+    cargo +nightly fuzz build --sanitizer "$FUZZ_SANITIZER"
+
+    local target corpus log rc
+    for target in "${targets[@]}"; do
+        # libFuzzer writes new inputs into its corpus dir: work on a copy so the committed
+        # seeds stay small and unchanged.
+        corpus="$SCRATCH/corpus/$target"
+        log="$SCRATCH/fuzz-$target.log"
+        mkdir -p "$corpus"
+        if [[ -d "fuzz/seeds/$target" ]]; then
+            cp -R "fuzz/seeds/$target/." "$corpus/"
+        else
+            note "WARNING: no committed seeds in fuzz/seeds/$target; starting from an empty corpus"
+        fi
+        note "fuzz $target: $(find "$corpus" -type f | wc -l) seeds, ${FUZZ_SECONDS}s"
+        rc=0
+        # -timeout: an input taking longer than 10 s counts as a hang, which is a failure.
+        cargo +nightly fuzz run --sanitizer "$FUZZ_SANITIZER" "$target" "$corpus" -- \
+            -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 \
+            >"$log" 2>&1 || rc=$?
+        if ((rc != 0)); then
+            tail -n 80 "$log"
+            echo "fuzz target $target FAILED (exit $rc); the crashing input is under fuzz/artifacts/$target/" >&2
+            echo "reproduce: cargo +nightly fuzz run $target fuzz/artifacts/$target/<file>" >&2
+            return "$rc"
+        fi
+        # The final stats say how much ground the run covered.
+        grep -E '^(stat::number_of_executed_units|stat::new_units_added|Done )' "$log" |
+            sed 's/^/        /' || true
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# optional scripts owned by other parts of the project
+
+stage_perf() {
+    if [[ -f perf/smoke.sh ]]; then
+        bash perf/smoke.sh
+    else
+        note "no perf/smoke.sh yet: skipped"
+    fi
+}
+
+stage_interop() {
+    if [[ -f tests/interop/run.sh ]]; then
+        bash tests/interop/run.sh
+    else
+        note "no tests/interop/run.sh: the interop clients run from the cargo tests"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+
+stage tools stage_tools
+stage fmt stage_fmt
+stage clippy stage_clippy
+stage test stage_test
+stage doc stage_doc
+stage benches stage_benches
+if [[ "$SKIP_FUZZ" == 1 ]]; then
+    printf '\n(fuzz stage skipped: SKIP_FUZZ=1)\n'
+else
+    stage fuzz stage_fuzz
+fi
+stage perf stage_perf
+stage interop stage_interop
+
+print_times
+printf 'stages: %d passed, 0 failed\n' "$PASSED"
