@@ -1,0 +1,235 @@
+//! The client side of the opening handshake (RFC 6455 §4.1).
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::{BufMut, BytesMut};
+
+use super::head::HeadLimits;
+use super::server::accept_key;
+use super::{has_token, tokens};
+use crate::error::ClientHandshakeError;
+
+/// A client's opening handshake: writes the request and checks the server's answer.
+///
+/// The caller supplies the 16 random bytes of the key (§4.1 asks for a fresh
+/// random nonce per connection), so the codec needs no random number generator.
+///
+/// ```
+/// use rfc6455::ClientHandshake;
+/// let hs = ClientHandshake::new("server.example.com", "/chat", *b"the sample nonce")
+///     .with_protocols(&["chat"]);
+/// let mut req = bytes::BytesMut::new();
+/// hs.write_request(&mut req);
+/// assert!(req.starts_with(b"GET /chat HTTP/1.1\r\n"));
+///
+/// let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+///              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n";
+/// let (answer, used) = hs.parse_response(resp).unwrap().unwrap();
+/// assert_eq!((answer.protocol.as_deref(), used), (Some("chat"), resp.len()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientHandshake {
+    host: String,
+    resource: String,
+    key: String,
+    protocols: Vec<String>,
+    headers: Vec<(String, String)>,
+    limits: HeadLimits,
+}
+
+/// What the server's `101` response settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerResponse {
+    /// The subprotocol the server chose, if any.
+    pub protocol: Option<String>,
+}
+
+impl ClientHandshake {
+    /// A handshake for `resource` (path and query) on `host` (with `:port` when not
+    /// the default), using `nonce` as the key.
+    #[must_use]
+    pub fn new(host: &str, resource: &str, nonce: [u8; 16]) -> Self {
+        Self {
+            host: host.to_owned(),
+            resource: resource.to_owned(),
+            key: BASE64.encode(nonce),
+            protocols: Vec::new(),
+            headers: Vec::new(),
+            limits: HeadLimits::DEFAULT,
+        }
+    }
+
+    /// Offers these subprotocols, most preferred first.
+    #[must_use]
+    pub fn with_protocols(mut self, protocols: &[&str]) -> Self {
+        self.protocols = protocols.iter().map(|p| (*p).to_owned()).collect();
+        self
+    }
+
+    /// Adds a header line, e.g. `Origin` or `Authorization`.
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the limits for the response head.
+    #[must_use]
+    pub const fn with_limits(mut self, limits: HeadLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The `Sec-WebSocket-Key` sent.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Writes the request head.
+    pub fn write_request(&self, dst: &mut BytesMut) {
+        let mut put = |s: &str| dst.put_slice(s.as_bytes());
+        put("GET ");
+        put(&self.resource);
+        put(" HTTP/1.1\r\nHost: ");
+        put(&self.host);
+        put("\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
+        put(&self.key);
+        put("\r\nSec-WebSocket-Version: 13\r\n");
+        if !self.protocols.is_empty() {
+            put("Sec-WebSocket-Protocol: ");
+            put(&self.protocols.join(", "));
+            put("\r\n");
+        }
+        for (name, value) in &self.headers {
+            put(name);
+            put(": ");
+            put(value);
+            put("\r\n");
+        }
+        put("\r\n");
+    }
+
+    /// Parses and checks the server's response head from the front of `buf`.
+    ///
+    /// Returns `Ok(None)` while incomplete, otherwise what was settled and the
+    /// head's length; frames may follow immediately after it.
+    ///
+    /// # Errors
+    /// The first rule of RFC 6455 §4.1 the response breaks.
+    pub fn parse_response(
+        &self,
+        buf: &[u8],
+    ) -> Result<Option<(ServerResponse, usize)>, ClientHandshakeError> {
+        let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
+        let mut resp = httparse::Response::new(&mut headers);
+        let too_large = ClientHandshakeError::HeadTooLarge {
+            max: self.limits.max_head_len,
+        };
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) if len <= self.limits.max_head_len => len,
+            Ok(httparse::Status::Complete(_)) => return Err(too_large),
+            Ok(httparse::Status::Partial) if buf.len() >= self.limits.max_head_len => {
+                return Err(too_large)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(too_large),
+            Err(_) => return Err(ClientHandshakeError::Malformed("invalid response head")),
+        };
+        let code = resp.code.unwrap_or(0);
+        if code != 101 {
+            return Err(ClientHandshakeError::Status(code));
+        }
+        let all = |name: &'static str| {
+            resp.headers
+                .iter()
+                .filter(move |h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value)
+        };
+        if !all("upgrade").any(|v| has_token(v, "websocket")) {
+            return Err(ClientHandshakeError::MissingUpgrade);
+        }
+        if !all("connection").any(|v| has_token(v, "upgrade")) {
+            return Err(ClientHandshakeError::MissingConnectionUpgrade);
+        }
+        let expected = accept_key(self.key.as_bytes());
+        let mut accepts = all("sec-websocket-accept");
+        match (accepts.next(), accepts.next()) {
+            (Some(v), None) if v.trim_ascii() == expected.as_bytes() => {}
+            _ => return Err(ClientHandshakeError::AcceptMismatch),
+        }
+        // We offer no extensions, so the server may not select any (§4.1, step 5).
+        if all("sec-websocket-extensions").any(|v| !v.trim_ascii().is_empty()) {
+            return Err(ClientHandshakeError::UnexpectedExtension);
+        }
+        let mut chosen = all("sec-websocket-protocol")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(tokens);
+        let protocol = match (chosen.next(), chosen.next()) {
+            (None, _) => None,
+            (Some(p), None) if self.protocols.iter().any(|o| o == p) => Some(p.to_owned()),
+            _ => return Err(ClientHandshakeError::UnexpectedProtocol),
+        };
+        Ok(Some((ServerResponse { protocol }, len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::{parse_request, validate_upgrade, write_accept};
+
+    #[test]
+    fn our_client_and_server_agree() {
+        let hs =
+            ClientHandshake::new("localhost:9001", "/ws?a=b", [7; 16]).with_protocols(&["x", "y"]);
+        let mut req = BytesMut::new();
+        hs.write_request(&mut req);
+        let (head, _) = parse_request(&req, &HeadLimits::DEFAULT).unwrap().unwrap();
+        let upgrade = validate_upgrade(&head).unwrap();
+        assert_eq!(upgrade.query, Some("a=b"));
+        let mut resp = BytesMut::new();
+        write_accept(&upgrade, upgrade.choose_protocol(&["y"]), &[], &mut resp);
+        let (answer, _) = hs.parse_response(&resp).unwrap().unwrap();
+        assert_eq!(answer.protocol.as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn rejects_bad_answers() {
+        let hs = ClientHandshake::new("h", "/", *b"the sample nonce");
+        let ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        assert!(hs.parse_response(ok.as_bytes()).unwrap().is_some());
+        let cases = [
+            ("101 Switching", "200 OK", ClientHandshakeError::Status(200)),
+            (
+                "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+                "wrong",
+                ClientHandshakeError::AcceptMismatch,
+            ),
+            (
+                "Upgrade: websocket",
+                "Upgrade: h2c",
+                ClientHandshakeError::MissingUpgrade,
+            ),
+            (
+                "Connection: Upgrade",
+                "Connection: close",
+                ClientHandshakeError::MissingConnectionUpgrade,
+            ),
+            (
+                "\r\n\r\n",
+                "\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
+                ClientHandshakeError::UnexpectedProtocol,
+            ),
+            (
+                "\r\n\r\n",
+                "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+                ClientHandshakeError::UnexpectedExtension,
+            ),
+        ];
+        for (from, to, err) in cases {
+            let bad = ok.replacen(from, to, 1);
+            assert_eq!(hs.parse_response(bad.as_bytes()), Err(err), "{to}");
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The server side of the opening handshake (RFC 6455 §4.2).
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::{BufMut, BytesMut};
+use sha1::{Digest, Sha1};
+
+use super::head::RequestHead;
+use super::{has_token, tokens, ACCEPT_GUID};
+use crate::error::HandshakeError;
+
+/// A request that passed every check of RFC 6455 §4.2.1.
+///
+/// It borrows from the request head; the application decides what to do with
+/// the path, the query, the `Origin` and the offered subprotocols, then answers
+/// with [`write_accept`] or [`write_reject`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeRequest<'a> {
+    /// The path of the request target.
+    pub path: &'a str,
+    /// The query of the request target, without `?`.
+    pub query: Option<&'a str>,
+    /// The `Host` header.
+    pub host: &'a str,
+    /// The `Origin` header, sent by browsers (§10.2).
+    pub origin: Option<&'a str>,
+    /// The `Sec-WebSocket-Key`, trimmed.
+    pub key: &'a str,
+    protocols: Vec<&'a str>,
+    extensions: Vec<&'a str>,
+}
+
+impl<'a> UpgradeRequest<'a> {
+    /// The subprotocols the client offered, in its order of preference.
+    #[must_use]
+    pub fn protocols(&self) -> &[&'a str] {
+        &self.protocols
+    }
+
+    /// The extension offers, one entry per offer, parameters included.
+    #[must_use]
+    pub fn extensions(&self) -> &[&'a str] {
+        &self.extensions
+    }
+
+    /// The first of the server's `supported` subprotocols that the client offered.
+    ///
+    /// ```
+    /// # use rfc6455::{parse_request, validate_upgrade, HeadLimits};
+    /// # let raw = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    /// # Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+    /// # Sec-WebSocket-Protocol: chat, superchat\r\n\r\n";
+    /// # let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
+    /// let req = validate_upgrade(&head).unwrap();
+    /// assert_eq!(req.protocols(), ["chat", "superchat"]);
+    /// assert_eq!(req.choose_protocol(&["superchat", "chat"]), Some("superchat"));
+    /// assert_eq!(req.choose_protocol(&["mqtt"]), None);
+    /// ```
+    #[must_use]
+    pub fn choose_protocol<'s>(&self, supported: &[&'s str]) -> Option<&'s str> {
+        supported
+            .iter()
+            .copied()
+            .find(|s| self.protocols.iter().any(|p| p == s))
+    }
+
+    /// The `Sec-WebSocket-Accept` value for this request's key.
+    #[must_use]
+    pub fn accept_key(&self) -> String {
+        accept_key(self.key.as_bytes())
+    }
+}
+
+/// Computes `Sec-WebSocket-Accept`: base64(SHA-1(key + GUID)) (RFC 6455 §4.2.2).
+///
+/// ```
+/// // The example from RFC 6455 §1.3.
+/// assert_eq!(rfc6455::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// ```
+#[must_use]
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(ACCEPT_GUID.as_bytes());
+    BASE64.encode(sha.finalize())
+}
+
+/// Checks a request head against RFC 6455 §4.2.1.
+///
+/// # Errors
+/// The first rule the request breaks; [`HandshakeError::http_status`] gives the
+/// status to answer with and [`write_reject`] writes the response.
+///
+/// ```
+/// use rfc6455::{parse_request, validate_upgrade, HandshakeError, HeadLimits};
+/// let raw = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+///             Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///             Origin: http://example.com\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
+/// let req = validate_upgrade(&head).unwrap();
+/// assert_eq!((req.path, req.origin), ("/chat", Some("http://example.com")));
+/// assert_eq!(req.accept_key(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+///
+/// let old = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+///             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n";
+/// let (head, _) = parse_request(old, &HeadLimits::DEFAULT).unwrap().unwrap();
+/// assert_eq!(validate_upgrade(&head), Err(HandshakeError::UnsupportedVersion));
+/// ```
+pub fn validate_upgrade<'a>(head: &RequestHead<'a>) -> Result<UpgradeRequest<'a>, HandshakeError> {
+    if head.method != "GET" {
+        return Err(HandshakeError::MethodNotGet);
+    }
+    if head.version < 1 {
+        return Err(HandshakeError::HttpVersion);
+    }
+    let host = single(head, "host")
+        .ok_or(HandshakeError::MissingHost)?
+        .filter(|h| !h.is_empty())
+        .ok_or(HandshakeError::MissingHost)?;
+    if !head
+        .header_all("upgrade")
+        .any(|v| has_token(v, "websocket"))
+    {
+        return Err(HandshakeError::NotWebSocketUpgrade);
+    }
+    if !head
+        .header_all("connection")
+        .any(|v| has_token(v, "upgrade"))
+    {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    let version =
+        single(head, "sec-websocket-version").ok_or(HandshakeError::UnsupportedVersion)?;
+    if version != Some("13") {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    let key = single(head, "sec-websocket-key")
+        .ok_or(HandshakeError::InvalidKey)?
+        .ok_or(HandshakeError::InvalidKey)?;
+    // 16 bytes encode to exactly 24 base64 characters with "==" padding.
+    let mut decoded = [0u8; 18];
+    if key.len() != 24 || BASE64.decode_slice(key, &mut decoded) != Ok(16) {
+        return Err(HandshakeError::InvalidKey);
+    }
+    let origin = head.header_str("origin");
+    let protocols = head
+        .header_all("sec-websocket-protocol")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(tokens)
+        .collect();
+    let extensions = head
+        .header_all("sec-websocket-extensions")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(tokens)
+        .collect();
+    Ok(UpgradeRequest {
+        path: head.path(),
+        query: head.query(),
+        host,
+        origin,
+        key,
+        protocols,
+        extensions,
+    })
+}
+
+/// The one value of a header that must not repeat: `None` when absent,
+/// `Some(None)` when repeated or not UTF-8.
+fn single<'a>(head: &RequestHead<'a>, name: &str) -> Option<Option<&'a str>> {
+    let mut values = head.header_all(name);
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(None);
+    }
+    Some(std::str::from_utf8(first).ok().map(str::trim))
+}
+
+/// Writes the `101 Switching Protocols` response, with the chosen subprotocol
+/// (which must be one the client offered) and any extra header lines.
+///
+/// ```
+/// # use rfc6455::{parse_request, validate_upgrade, write_accept, HeadLimits};
+/// # let raw = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+/// # Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// # let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
+/// let req = validate_upgrade(&head).unwrap();
+/// let mut out = bytes::BytesMut::new();
+/// write_accept(&req, None, &[], &mut out);
+/// let text = std::str::from_utf8(&out).unwrap();
+/// assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+/// assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+/// assert!(text.ends_with("\r\n\r\n"));
+/// ```
+pub fn write_accept(
+    req: &UpgradeRequest<'_>,
+    protocol: Option<&str>,
+    extra_headers: &[(&str, &str)],
+    dst: &mut BytesMut,
+) {
+    dst.put_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    dst.put_slice(req.accept_key().as_bytes());
+    dst.put_slice(b"\r\n");
+    if let Some(p) = protocol {
+        dst.put_slice(b"Sec-WebSocket-Protocol: ");
+        dst.put_slice(p.as_bytes());
+        dst.put_slice(b"\r\n");
+    }
+    for (name, value) in extra_headers {
+        put_header(dst, name, value);
+    }
+    dst.put_slice(b"\r\n");
+}
+
+/// Writes the refusal for `err`: its status, a short plain-text body naming the
+/// problem, `Connection: close`, and `Sec-WebSocket-Version: 13` on a 426
+/// (RFC 6455 §4.2.2) or `Allow: GET` on a 405.
+///
+/// ```
+/// use rfc6455::{write_reject, HandshakeError};
+/// let mut out = bytes::BytesMut::new();
+/// write_reject(&HandshakeError::UnsupportedVersion, &mut out);
+/// let text = std::str::from_utf8(&out).unwrap();
+/// assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+/// assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
+/// ```
+pub fn write_reject(err: &HandshakeError, dst: &mut BytesMut) {
+    let status = err.http_status();
+    let body = format!("{err}\n");
+    dst.put_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
+    match status {
+        426 => put_header(dst, "Sec-WebSocket-Version", "13"),
+        405 => put_header(dst, "Allow", "GET"),
+        _ => {}
+    }
+    put_header(dst, "Content-Type", "text/plain; charset=utf-8");
+    put_header(dst, "Content-Length", &body.len().to_string());
+    put_header(dst, "Connection", "close");
+    dst.put_slice(b"\r\n");
+    dst.put_slice(body.as_bytes());
+}
+
+fn put_header(dst: &mut BytesMut, name: &str, value: &str) {
+    dst.put_slice(name.as_bytes());
+    dst.put_slice(b": ");
+    dst.put_slice(value.as_bytes());
+    dst.put_slice(b"\r\n");
+}
+
+/// The reason phrase for the statuses a handshake can produce.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::head::{parse_request, HeadLimits};
+
+    const GOOD: &str = "GET /ws?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    fn check(raw: &str) -> Result<(), HandshakeError> {
+        let (head, _) = parse_request(raw.as_bytes(), &HeadLimits::DEFAULT)?.expect("complete");
+        validate_upgrade(&head).map(|_| ())
+    }
+
+    #[test]
+    fn accepts_the_canonical_request() {
+        assert_eq!(check(GOOD), Ok(()));
+    }
+
+    #[test]
+    fn each_missing_piece_has_its_own_error() {
+        let cases = [
+            ("GET /ws", "POST /ws", HandshakeError::MethodNotGet),
+            (
+                "HTTP/1.1\r\nHost",
+                "HTTP/1.0\r\nHost",
+                HandshakeError::HttpVersion,
+            ),
+            ("Host: h\r\n", "", HandshakeError::MissingHost),
+            (
+                "Upgrade: WebSocket",
+                "Upgrade: h2c",
+                HandshakeError::NotWebSocketUpgrade,
+            ),
+            (
+                "keep-alive, Upgrade",
+                "keep-alive",
+                HandshakeError::MissingConnectionUpgrade,
+            ),
+            (
+                "Version: 13",
+                "Version: 12",
+                HandshakeError::UnsupportedVersion,
+            ),
+            (
+                "dGhlIHNhbXBsZSBub25jZQ==",
+                "dGhlIHNhbXBsZQ==",
+                HandshakeError::InvalidKey,
+            ),
+            (
+                "dGhlIHNhbXBsZSBub25jZQ==",
+                "!!!!!!!!!!!!!!!!!!!!!!==",
+                HandshakeError::InvalidKey,
+            ),
+        ];
+        for (from, to, err) in cases {
+            assert_eq!(
+                check(&GOOD.replacen(from, to, 1)),
+                Err(err),
+                "{from} -> {to}"
+            );
+        }
+        let twice = GOOD.replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        );
+        assert_eq!(check(&twice), Err(HandshakeError::InvalidKey));
+    }
+
+    #[test]
+    fn reject_bodies_match_their_content_length() {
+        for err in [
+            HandshakeError::InvalidKey,
+            HandshakeError::MethodNotGet,
+            HandshakeError::OriginNotAllowed,
+        ] {
+            let mut out = BytesMut::new();
+            write_reject(&err, &mut out);
+            let text = std::str::from_utf8(&out).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.contains(&format!("Content-Length: {}", body.len())));
+            assert!(head.starts_with(&format!("HTTP/1.1 {}", err.http_status())));
+        }
+    }
+}

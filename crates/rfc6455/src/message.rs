@@ -1,0 +1,282 @@
+//! Messages and their reassembly from fragments (RFC 6455 §5.4, §5.6).
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::ProtocolError;
+use crate::frame::Frame;
+use crate::header::FrameHeader;
+use crate::opcode::OpCode;
+use crate::utf8::{Utf8Bytes, Utf8Validator};
+
+/// A complete data message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message, validated as UTF-8.
+    Text(Utf8Bytes),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+impl Message {
+    /// The payload bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Text(t) => t.as_bytes(),
+            Self::Binary(b) => b,
+        }
+    }
+
+    /// The opcode this message is sent with.
+    #[must_use]
+    pub const fn opcode(&self) -> OpCode {
+        match self {
+            Self::Text(_) => OpCode::Text,
+            Self::Binary(_) => OpCode::Binary,
+        }
+    }
+
+    /// The message as a single final frame.
+    #[must_use]
+    pub fn into_frame(self) -> Frame {
+        match self {
+            Self::Text(t) => Frame::new(OpCode::Text, t.into_bytes()),
+            Self::Binary(b) => Frame::new(OpCode::Binary, b),
+        }
+    }
+}
+
+/// Reassembles data frames into messages, validating UTF-8 fragment by fragment.
+///
+/// Feed it data frames in order with [`push`](Self::push); control frames may be
+/// interleaved by the caller and are not passed here. An unfragmented message
+/// is returned without copying; a fragmented one is copied once into a
+/// contiguous buffer bounded by `max_message_len`.
+///
+/// ```
+/// use rfc6455::{Frame, Message, MessageAssembler, OpCode};
+/// let mut asm = MessageAssembler::new(1024);
+/// assert_eq!(asm.push(Frame::new(OpCode::Text, "Hel").with_fin(false)).unwrap(), None);
+/// let msg = asm.push(Frame::new(OpCode::Continuation, "lo")).unwrap();
+/// assert_eq!(msg, Some(Message::Text("Hello".into())));
+/// ```
+#[derive(Debug, Clone)]
+pub struct MessageAssembler {
+    max_message_len: usize,
+    open: Option<Partial>,
+    /// The header of the current data frame has passed [`on_header`](Self::on_header).
+    header_seen: bool,
+    /// The current data frame belongs to a text message.
+    frame_is_text: bool,
+    /// Payload bytes of the current frame already fed to the validator.
+    validated: usize,
+    utf8: Utf8Validator,
+}
+
+/// A fragmented message still missing its final frame.
+#[derive(Debug, Clone)]
+struct Partial {
+    text: bool,
+    /// The first fragment, kept without copying until a second one arrives.
+    first: Bytes,
+    rest: Option<BytesMut>,
+    len: usize,
+}
+
+impl MessageAssembler {
+    /// An assembler that refuses messages longer than `max_message_len` bytes.
+    #[must_use]
+    pub const fn new(max_message_len: usize) -> Self {
+        Self {
+            max_message_len,
+            open: None,
+            header_seen: false,
+            frame_is_text: false,
+            validated: 0,
+            utf8: Utf8Validator::new(),
+        }
+    }
+
+    /// Whether a fragmented message is in progress.
+    #[must_use]
+    pub const fn in_message(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Checks a data frame's header before its payload is buffered: fragment
+    /// order and the message size limit. Control frame headers are ignored.
+    ///
+    /// # Errors
+    /// [`ProtocolError::UnexpectedContinuation`], [`ProtocolError::ExpectedContinuation`]
+    /// or [`ProtocolError::MessageTooLarge`].
+    pub fn on_header(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        if h.opcode.is_control() {
+            return Ok(());
+        }
+        let too_large = ProtocolError::MessageTooLarge {
+            max: self.max_message_len,
+        };
+        let so_far = match (&self.open, h.opcode) {
+            (None, OpCode::Continuation) => return Err(ProtocolError::UnexpectedContinuation),
+            (Some(_), OpCode::Text | OpCode::Binary) => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            (Some(p), _) => {
+                self.frame_is_text = p.text;
+                p.len
+            }
+            (None, op) => {
+                self.frame_is_text = op == OpCode::Text;
+                0
+            }
+        };
+        let total = u64::try_from(so_far)
+            .ok()
+            .and_then(|s| s.checked_add(h.payload_len))
+            .ok_or_else(|| too_large.clone())?;
+        if total > self.max_message_len as u64 {
+            return Err(too_large);
+        }
+        self.header_seen = true;
+        self.validated = 0;
+        Ok(())
+    }
+
+    /// Validates the start of the current frame's payload while the rest is still
+    /// arriving, so invalid UTF-8 fails as soon as it is in the buffer.
+    ///
+    /// `prefix` is the unmasked payload received so far (it may repeat bytes seen
+    /// by an earlier call; only the new ones are checked).
+    ///
+    /// # Errors
+    /// [`ProtocolError::InvalidUtf8`].
+    pub fn on_partial(&mut self, h: &FrameHeader, prefix: &[u8]) -> Result<(), ProtocolError> {
+        if h.opcode.is_control() || !self.header_seen || !self.frame_is_text {
+            return Ok(());
+        }
+        if prefix.len() > self.validated {
+            self.utf8
+                .feed(&prefix[self.validated..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+            self.validated = prefix.len();
+        }
+        Ok(())
+    }
+
+    /// Adds a data frame; returns the message when the frame completes one.
+    ///
+    /// # Errors
+    /// Fragment order, size limit or UTF-8 violations. Passing a control frame
+    /// is a caller bug and reported as [`ProtocolError::ExpectedContinuation`].
+    pub fn push(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
+        if frame.opcode.is_control() {
+            return Err(ProtocolError::ExpectedContinuation);
+        }
+        if !self.header_seen {
+            self.on_header(&frame.header(None))?;
+        }
+        self.header_seen = false;
+        if self.frame_is_text {
+            let fresh = frame.payload.get(self.validated..).unwrap_or_default();
+            self.utf8
+                .feed(fresh)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+            if frame.fin {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        self.validated = 0;
+        let text = self.frame_is_text;
+        let payload = match self.open.take() {
+            None if frame.fin => frame.payload,
+            None => {
+                self.open = Some(Partial {
+                    text,
+                    len: frame.payload.len(),
+                    first: frame.payload,
+                    rest: None,
+                });
+                return Ok(None);
+            }
+            Some(mut p) => {
+                p.len += frame.payload.len();
+                let buf = p.rest.get_or_insert_with(|| {
+                    let mut b = BytesMut::with_capacity(p.len);
+                    b.extend_from_slice(&p.first);
+                    b
+                });
+                buf.extend_from_slice(&frame.payload);
+                if !frame.fin {
+                    self.open = Some(p);
+                    return Ok(None);
+                }
+                p.rest.map_or(p.first, BytesMut::freeze)
+            }
+        };
+        Ok(Some(if text {
+            // Validated fragment by fragment above.
+            Message::Text(Utf8Bytes::try_from(payload).map_err(|_| ProtocolError::InvalidUtf8)?)
+        } else {
+            Message::Binary(payload)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frag(op: OpCode, data: &'static [u8], fin: bool) -> Frame {
+        Frame::new(op, Bytes::from_static(data)).with_fin(fin)
+    }
+
+    #[test]
+    fn order_rules() {
+        let mut asm = MessageAssembler::new(100);
+        assert_eq!(
+            asm.push(frag(OpCode::Continuation, b"x", true)),
+            Err(ProtocolError::UnexpectedContinuation)
+        );
+        let mut asm = MessageAssembler::new(100);
+        asm.push(frag(OpCode::Binary, b"a", false)).unwrap();
+        assert_eq!(
+            asm.push(frag(OpCode::Text, b"b", true)),
+            Err(ProtocolError::ExpectedContinuation)
+        );
+    }
+
+    #[test]
+    fn size_limit_counts_all_fragments() {
+        let mut asm = MessageAssembler::new(4);
+        asm.push(frag(OpCode::Binary, b"abc", false)).unwrap();
+        assert_eq!(
+            asm.push(frag(OpCode::Continuation, b"de", true)),
+            Err(ProtocolError::MessageTooLarge { max: 4 })
+        );
+    }
+
+    #[test]
+    fn utf8_fails_in_the_fragment_that_holds_the_bad_byte() {
+        let mut asm = MessageAssembler::new(100);
+        asm.push(frag(OpCode::Text, b"ok", false)).unwrap();
+        assert_eq!(
+            asm.push(frag(OpCode::Continuation, b"\xed\xa0", false)),
+            Err(ProtocolError::InvalidUtf8)
+        );
+        // A code point split across fragments is fine.
+        let mut asm = MessageAssembler::new(100);
+        asm.push(frag(OpCode::Text, b"\xe2\x82", false)).unwrap();
+        let m = asm.push(frag(OpCode::Continuation, b"\xac", true)).unwrap();
+        assert_eq!(m, Some(Message::Text("€".into())));
+    }
+
+    #[test]
+    fn unfragmented_messages_are_not_copied() {
+        let payload = Bytes::from(vec![7u8; 64]);
+        let mut asm = MessageAssembler::new(100);
+        let Some(Message::Binary(b)) = asm.push(Frame::binary(payload.clone())).unwrap() else {
+            panic!("expected a binary message");
+        };
+        assert_eq!(b.as_ptr(), payload.as_ptr());
+    }
+}
