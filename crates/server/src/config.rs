@@ -1,0 +1,331 @@
+//! Server configuration: every limit, queue depth and timeout, with safe defaults.
+//!
+//! CLI and environment parsing live in the binary (`src/main.rs`); this module only holds the
+//! values, their defaults, the cross-field checks in [`Config::validate`], and the small text
+//! parsers ([`parse_duration`], [`OriginPolicy::parse`]) the binary uses so they can be unit-tested.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every tunable of the server. Build it with [`Config::default`], change fields, then call
+/// [`Config::validate`] once before handing it to [`crate::run`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address the binary binds. [`crate::run`] takes an already bound listener, so this is
+    /// informational there.
+    pub listen: SocketAddr,
+    /// Directory for persistent data (created by the binary at startup).
+    pub data_dir: PathBuf,
+    /// Maximum number of open WebSocket connections; further upgrades get HTTP 503.
+    pub max_connections: usize,
+    /// Largest accepted frame payload in bytes (larger frames close with 1009).
+    pub max_frame_len: u64,
+    /// Largest accepted reassembled message in bytes (larger messages close with 1009).
+    pub max_message_len: usize,
+    /// Largest accepted HTTP request head in bytes (larger heads get 431).
+    pub max_head_len: usize,
+    /// Maximum number of headers in one request head (more get 431).
+    pub max_headers: usize,
+    /// Largest accepted `Content-Length` request body in bytes (larger bodies get 413).
+    pub max_body_len: usize,
+    /// Time a client has to deliver a complete request head (slowloris guard); it is also
+    /// the idle timeout of a keep-alive HTTP connection between requests.
+    pub handshake_timeout: Duration,
+    /// Interval between the protocol pings the server sends to every connection.
+    pub ping_interval: Duration,
+    /// Interval of the liveness sweep: a connection that showed no sign of life since the
+    /// previous sweep is terminated.
+    pub sweep_interval: Duration,
+    /// How long to wait for the peer's Close reply (or for our Close to be written) before
+    /// dropping the socket.
+    pub close_timeout: Duration,
+    /// How long a graceful shutdown waits for connections to finish.
+    pub shutdown_grace: Duration,
+    /// Maximum number of frames queued for one connection (its outbox).
+    pub outbox_depth: usize,
+    /// Maximum number of bytes queued for one connection.
+    pub outbox_bytes: usize,
+    /// How long a connection's outbox may stay full before the client is evicted with 1008.
+    pub slow_consumer_grace: Duration,
+    /// Depth of the hub's command queue; read pumps wait when it is full (backpressure).
+    pub hub_queue_depth: usize,
+    /// Which browser origins may open a WebSocket.
+    pub allowed_origins: OriginPolicy,
+    /// Serve `/echo`, which echoes every message back (for conformance suites and benchmarks).
+    pub echo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            max_connections: 25_000,
+            max_frame_len: 1 << 20,
+            max_message_len: 4 << 20,
+            max_head_len: 8 * 1024,
+            max_headers: 64,
+            max_body_len: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(20),
+            sweep_interval: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            outbox_depth: 1024,
+            outbox_bytes: 8 << 20,
+            slow_consumer_grace: Duration::from_secs(5),
+            hub_queue_depth: 4096,
+            allowed_origins: OriginPolicy::SameHost,
+            echo: false,
+        }
+    }
+}
+
+/// A configuration value that cannot work, found by [`Config::validate`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A count or size that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// Pings must come more often than sweeps, or healthy idle clients would be swept.
+    #[error("ping interval ({ping:?}) must be shorter than the sweep interval ({sweep:?})")]
+    PingNotBeforeSweep {
+        /// The configured ping interval.
+        ping: Duration,
+        /// The configured sweep interval.
+        sweep: Duration,
+    },
+    /// A single largest message must fit in the outbox, or it could never be delivered.
+    #[error(
+        "outbox bytes ({outbox}) must be at least the max message size ({message}) plus framing"
+    )]
+    OutboxTooSmall {
+        /// The configured outbox byte bound.
+        outbox: usize,
+        /// The configured max message size.
+        message: usize,
+    },
+    /// Frames larger than the largest message make no sense.
+    #[error("max frame size ({frame}) exceeds max message size ({message})")]
+    FrameOverMessage {
+        /// The configured max frame size.
+        frame: u64,
+        /// The configured max message size.
+        message: usize,
+    },
+}
+
+/// Bytes a server frame header can add to a payload (2 + 8 for a 64-bit length).
+const MAX_HEADER_LEN: usize = 10;
+
+impl Config {
+    /// Checks cross-field rules and returns the config unchanged when they hold.
+    ///
+    /// # Errors
+    /// The first rule that is broken.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        let positive: [(&'static str, u128); 14] = [
+            ("max connections", self.max_connections as u128),
+            ("max frame size", u128::from(self.max_frame_len)),
+            ("max message size", self.max_message_len as u128),
+            ("max head size", self.max_head_len as u128),
+            ("max headers", self.max_headers as u128),
+            ("handshake timeout", self.handshake_timeout.as_millis()),
+            ("ping interval", self.ping_interval.as_millis()),
+            ("sweep interval", self.sweep_interval.as_millis()),
+            ("close timeout", self.close_timeout.as_millis()),
+            ("shutdown grace", self.shutdown_grace.as_millis()),
+            ("outbox depth", self.outbox_depth as u128),
+            ("outbox bytes", self.outbox_bytes as u128),
+            ("slow consumer grace", self.slow_consumer_grace.as_millis()),
+            ("hub queue depth", self.hub_queue_depth as u128),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero(name));
+        }
+        if self.ping_interval >= self.sweep_interval {
+            return Err(ConfigError::PingNotBeforeSweep {
+                ping: self.ping_interval,
+                sweep: self.sweep_interval,
+            });
+        }
+        if self.max_frame_len > self.max_message_len as u64 {
+            return Err(ConfigError::FrameOverMessage {
+                frame: self.max_frame_len,
+                message: self.max_message_len,
+            });
+        }
+        if self.outbox_bytes < self.max_message_len.saturating_add(MAX_HEADER_LEN) {
+            return Err(ConfigError::OutboxTooSmall {
+                outbox: self.outbox_bytes,
+                message: self.max_message_len,
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// Which values of the `Origin` request header may open a WebSocket.
+///
+/// Requests without an `Origin` header (non-browser clients) are always allowed: the header
+/// exists to stop other web pages from using a visitor's browser against this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OriginPolicy {
+    /// The Origin's host and port must equal the request's `Host` header.
+    SameHost,
+    /// Any Origin is allowed (`--allowed-origins '*'`).
+    Any,
+    /// Only these origins (`scheme://host[:port]`, compared case-insensitively).
+    List(Vec<String>),
+}
+
+impl OriginPolicy {
+    /// Parses the `--allowed-origins` value: empty means [`OriginPolicy::SameHost`], `*` means
+    /// [`OriginPolicy::Any`], otherwise a comma-separated list of origins.
+    #[must_use]
+    pub fn parse(text: &str) -> Self {
+        let items: Vec<String> = text
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if items.is_empty() {
+            Self::SameHost
+        } else if items.iter().any(|s| s == "*") {
+            Self::Any
+        } else {
+            Self::List(items)
+        }
+    }
+}
+
+/// An unparsable duration given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: use a number with a unit, like 500ms, 30s, 2m or 1h")]
+pub struct DurationError(pub String);
+
+/// Parses durations such as `250ms`, `30s`, `2m`, `1h`; a bare number means seconds.
+///
+/// # Errors
+/// [`DurationError`] when the text is not a whole number followed by a known unit.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| DurationError(text.to_owned()))?;
+    let per_unit_ms: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(DurationError(text.to_owned())),
+    };
+    n.checked_mul(per_unit_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| DurationError(text.to_owned()))
+}
+
+/// Formats a duration the way [`parse_duration`] reads it (for `--help` defaults).
+#[must_use]
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 3_600_000 == 0 && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1_000 == 0 {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let cfg = Config::default().validate().expect("defaults validate");
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.sweep_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn validate_rejects_broken_values() {
+        let cfg = Config {
+            outbox_depth: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.validate().unwrap_err(),
+            ConfigError::Zero("outbox depth")
+        );
+
+        let cfg = Config {
+            ping_interval: Duration::from_secs(30),
+            ..Config::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::PingNotBeforeSweep { .. })
+        ));
+
+        let cfg = Config {
+            outbox_bytes: 1024,
+            ..Config::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::OutboxTooSmall { .. })
+        ));
+
+        let cfg = Config {
+            max_frame_len: 10 << 20,
+            ..Config::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::FrameOverMessage { .. })
+        ));
+    }
+
+    #[test]
+    fn durations_round_trip() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "s", "1.5s", "-1s", "10x", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should not parse");
+        }
+        for d in [
+            Duration::from_millis(250),
+            Duration::from_secs(30),
+            Duration::from_secs(120),
+            Duration::from_secs(7200),
+            Duration::ZERO,
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+
+    #[test]
+    fn origin_policy_parsing() {
+        assert_eq!(OriginPolicy::parse(""), OriginPolicy::SameHost);
+        assert_eq!(OriginPolicy::parse(" , "), OriginPolicy::SameHost);
+        assert_eq!(OriginPolicy::parse("*"), OriginPolicy::Any);
+        assert_eq!(
+            OriginPolicy::parse("https://Chat.Example/, http://localhost:3000"),
+            OriginPolicy::List(vec![
+                "https://chat.example".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! One accepted TCP connection: HTTP/1.1 requests with keep-alive until it either closes or
+//! upgrades to a WebSocket, at which point it hands off to the two pumps and ends, so the
+//! memory of the HTTP phase is not carried for the life of the socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use rfc6455::{
+    parse_request, validate_upgrade, write_accept, write_reject, HandshakeError, HeadLimits,
+    Reader, RequestHead,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tracing::Instrument as _;
+
+use crate::context::{ConnGuard, ServerCtx};
+use crate::http::response::Response;
+use crate::http::route::{conversation_param, route, Route};
+use crate::http::{read_request, wants_close, ReadError};
+use crate::metrics;
+use crate::origin::origin_allowed;
+use crate::outbox::Outbox;
+use crate::page;
+use crate::pump::read::ReadPump;
+use crate::pump::{self, Mode};
+
+/// What to do with a parsed request.
+enum Action {
+    /// Send a response; keep the connection unless it says otherwise.
+    Respond { response: Response, head_only: bool },
+    /// Refuse a handshake with the codec's error response and close.
+    Reject(HandshakeError),
+    /// Answer 101 and become a WebSocket.
+    Upgrade {
+        accept: BytesMut,
+        mode: Mode,
+        guard: ConnGuard,
+    },
+}
+
+/// Serves one accepted connection until it closes or upgrades.
+pub(crate) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
+    let limits = HeadLimits::DEFAULT
+        .with_max_head_len(ctx.cfg.max_head_len)
+        .with_max_headers(ctx.cfg.max_headers);
+    let mut buf = BytesMut::new();
+    loop {
+        let read = tokio::select! {
+            biased;
+            () = ctx.shutdown.cancelled() => return,
+            read = timeout(
+                ctx.cfg.handshake_timeout,
+                read_request(&mut stream, &mut buf, &limits, ctx.cfg.max_body_len),
+            ) => read,
+        };
+        let len = match read {
+            Err(_elapsed) => {
+                // Slowloris or an idle keep-alive connection: cut it off. Tell a client that
+                // had started a request why.
+                if !buf.is_empty() {
+                    tracing::debug!(%peer, "request head timed out");
+                    send(&mut stream, &ctx, &Response::status(408).closing(), false).await;
+                }
+                return;
+            }
+            Ok(Err(ReadError::Closed)) => return,
+            Ok(Err(ReadError::Head(err))) => {
+                tracing::debug!(%peer, error = %err, "bad request head");
+                reject(&mut stream, &ctx, &err).await;
+                return;
+            }
+            Ok(Err(ReadError::BodyTooLarge)) => {
+                send(&mut stream, &ctx, &Response::status(413).closing(), false).await;
+                return;
+            }
+            Ok(Err(ReadError::TransferEncoding)) => {
+                send(&mut stream, &ctx, &Response::status(501).closing(), false).await;
+                return;
+            }
+            Ok(Ok(len)) => len,
+        };
+        metrics::inc(&ctx.metrics.http_requests);
+        let action = match parse_request(&buf[..len.head], &limits) {
+            Ok(Some((head, _))) => dispatch(&head, &ctx),
+            // The same bytes parsed a moment ago; this cannot differ, but never panic on input.
+            _ => Action::Reject(HandshakeError::Malformed("request changed")),
+        };
+        buf.advance(len.head + len.body);
+        match action {
+            Action::Respond {
+                response,
+                head_only,
+            } => {
+                if !send(&mut stream, &ctx, &response, head_only).await || response.close {
+                    return;
+                }
+            }
+            Action::Reject(err) => {
+                metrics::inc(&ctx.metrics.handshakes_rejected);
+                reject(&mut stream, &ctx, &err).await;
+                return;
+            }
+            Action::Upgrade {
+                accept,
+                mode,
+                guard,
+            } => {
+                let written = timeout(ctx.cfg.handshake_timeout, stream.write_all(&accept)).await;
+                if !matches!(written, Ok(Ok(()))) {
+                    return;
+                }
+                metrics::inc(&ctx.metrics.handshakes_accepted);
+                start_websocket(stream, peer, buf, mode, guard, ctx).await;
+                return;
+            }
+        }
+    }
+}
+
+fn dispatch(head: &RequestHead<'_>, ctx: &ServerCtx) -> Action {
+    let head_only = head.method == "HEAD";
+    let respond = |response: Response| {
+        let response = if wants_close(head) {
+            response.closing()
+        } else {
+            response
+        };
+        Action::Respond {
+            response,
+            head_only,
+        }
+    };
+    match route(head.method, head.path(), ctx.cfg.echo) {
+        Route::Index => respond(Response::new(
+            200,
+            "text/html; charset=utf-8",
+            page::INDEX_HTML,
+        )),
+        Route::Health if ctx.shutdown.is_cancelled() => {
+            respond(Response::new(503, "text/plain", "shutting down\n"))
+        }
+        Route::Health => respond(Response::new(200, "text/plain", "ok\n")),
+        Route::Metrics => respond(Response::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            ctx.metrics.render(),
+        )),
+        Route::MethodNotAllowed(allow) => respond(Response::status(405).header("Allow", allow)),
+        Route::NotFound => respond(Response::status(404)),
+        Route::ChatSocket => upgrade(head, ctx, false),
+        Route::EchoSocket => upgrade(head, ctx, true),
+    }
+}
+
+fn upgrade(head: &RequestHead<'_>, ctx: &ServerCtx, echo: bool) -> Action {
+    let refuse = |status: u16, why: &'static str| {
+        metrics::inc(&ctx.metrics.handshakes_rejected);
+        Action::Respond {
+            response: Response::new(status, "text/plain; charset=utf-8", format!("{why}\n"))
+                .closing(),
+            head_only: false,
+        }
+    };
+    let req = match validate_upgrade(head) {
+        Ok(req) => req,
+        Err(err) => return Action::Reject(err),
+    };
+    if !origin_allowed(&ctx.cfg.allowed_origins, req.origin, Some(req.host)) {
+        return Action::Reject(HandshakeError::OriginNotAllowed);
+    }
+    let mode = if echo {
+        Mode::Echo
+    } else {
+        match conversation_param(req.query) {
+            Ok(conversation) => Mode::Chat(conversation),
+            Err(()) => return refuse(400, "conversation_id must be a non-negative integer"),
+        }
+    };
+    if ctx.shutdown.is_cancelled() {
+        return refuse(503, "server shutting down");
+    }
+    let Ok(permit) = ctx.ws_slots.clone().try_acquire_owned() else {
+        return refuse(503, "too many connections");
+    };
+    let mut accept = BytesMut::with_capacity(160);
+    write_accept(&req, None, &[], &mut accept);
+    Action::Upgrade {
+        accept,
+        mode,
+        guard: ConnGuard::new(permit, ctx.metrics.clone()),
+    }
+}
+
+async fn start_websocket(
+    stream: TcpStream,
+    peer: SocketAddr,
+    buf: BytesMut,
+    mode: Mode,
+    guard: ConnGuard,
+    ctx: Arc<ServerCtx>,
+) {
+    let client = ctx.next_client_id();
+    let outbox = Arc::new(Outbox::new(ctx.cfg.outbox_depth, ctx.cfg.outbox_bytes));
+    if ctx.hub.register(client, outbox.clone()).await.is_err() {
+        return;
+    }
+    if let Mode::Chat(Some(conversation)) = mode {
+        if ctx.hub.join(client, conversation).await.is_err() {
+            return;
+        }
+    }
+    tracing::debug!(%peer, %client, ?mode, "websocket open");
+    let span = tracing::debug_span!("conn", %peer, %client);
+    let (rd, wr) = stream.into_split();
+    ctx.tracker
+        .spawn(pump::write::run(wr, outbox.clone(), ctx.clone(), guard).instrument(span.clone()));
+    let reader = ReadPump {
+        rd,
+        buf,
+        reader: Reader::new(ctx.codec),
+        outbox,
+        client,
+        mode,
+        ctx: ctx.clone(),
+    };
+    ctx.tracker.spawn(reader.run().instrument(span));
+}
+
+/// Writes a response within the handshake timeout; `false` if that failed. A closing
+/// response ends with a lingering close.
+async fn send(
+    stream: &mut TcpStream,
+    ctx: &ServerCtx,
+    response: &Response,
+    head_only: bool,
+) -> bool {
+    let bytes = response.encode(head_only);
+    let ok = matches!(
+        timeout(ctx.cfg.handshake_timeout, stream.write_all(&bytes)).await,
+        Ok(Ok(()))
+    );
+    if ok && response.close {
+        linger_close(stream, ctx).await;
+    }
+    ok
+}
+
+async fn reject(stream: &mut TcpStream, ctx: &ServerCtx, err: &HandshakeError) {
+    let mut out = BytesMut::new();
+    write_reject(err, &mut out);
+    if matches!(
+        timeout(ctx.cfg.handshake_timeout, stream.write_all(&out)).await,
+        Ok(Ok(()))
+    ) {
+        linger_close(stream, ctx).await;
+    }
+}
+
+/// Most bytes read and discarded while lingering.
+const LINGER_MAX_BYTES: usize = 256 * 1024;
+
+/// Sends FIN, then reads and discards what the client still sends for a short, bounded time.
+/// Closing a socket with unread input makes the kernel send a reset, which can destroy the
+/// error response in the client's receive buffer before it reads it.
+async fn linger_close(stream: &mut TcpStream, ctx: &ServerCtx) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let limit = ctx.cfg.close_timeout.min(std::time::Duration::from_secs(2));
+    let drain = async {
+        let mut scratch = vec![0u8; 4096];
+        let mut total = 0;
+        while total < LINGER_MAX_BYTES {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = timeout(limit, drain).await;
+}

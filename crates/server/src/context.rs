@@ -1,0 +1,91 @@
+//! What every connection task shares: configuration, counters, the hub, the shutdown token,
+//! the connection limit and a few frames encoded once at startup.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rfc6455::{CloseCode, CodecConfig};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::hub::HubHandle;
+use crate::ids::ClientId;
+use crate::metrics::Metrics;
+use crate::wire;
+
+/// Shared by all connections as `Arc<ServerCtx>`.
+#[derive(Debug)]
+pub(crate) struct ServerCtx {
+    pub(crate) cfg: Config,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) hub: HubHandle,
+    pub(crate) shutdown: CancellationToken,
+    /// Every connection task and pump is spawned here, so shutdown can wait for them.
+    pub(crate) tracker: TaskTracker,
+    pub(crate) ws_slots: Arc<Semaphore>,
+    pub(crate) codec: CodecConfig,
+    next_client: AtomicU64,
+    /// Close 1001 sent to every connection on shutdown.
+    pub(crate) going_away: Bytes,
+    /// The text `pong` answering a text `ping`.
+    pub(crate) pong_text: Bytes,
+}
+
+impl ServerCtx {
+    pub(crate) fn new(
+        cfg: Config,
+        metrics: Arc<Metrics>,
+        hub: HubHandle,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        let codec = CodecConfig::server()
+            .with_max_frame_len(cfg.max_frame_len)
+            .with_max_message_len(cfg.max_message_len);
+        Self {
+            ws_slots: Arc::new(Semaphore::new(cfg.max_connections)),
+            codec,
+            cfg,
+            metrics,
+            hub,
+            shutdown,
+            tracker,
+            next_client: AtomicU64::new(1),
+            going_away: wire::close(CloseCode::GOING_AWAY, "server shutting down"),
+            pong_text: wire::pong_text(),
+        }
+    }
+
+    pub(crate) fn next_client_id(&self) -> ClientId {
+        ClientId(self.next_client.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Held for the life of a WebSocket connection: its slot under `max_connections` and its
+/// place in the open-connections gauge, both released on drop.
+#[derive(Debug)]
+pub(crate) struct ConnGuard {
+    _permit: OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl ConnGuard {
+    pub(crate) fn new(permit: OwnedSemaphorePermit, metrics: Arc<Metrics>) -> Self {
+        metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        Self {
+            _permit: permit,
+            metrics,
+        }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}

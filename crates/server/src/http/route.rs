@@ -1,0 +1,100 @@
+//! Which handler a request goes to (pure; unit-tested).
+
+use crate::ids::ConversationId;
+
+/// The handler for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `GET /`: the browser client page.
+    Index,
+    /// `GET /healthz`.
+    Health,
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /ws`: the chat WebSocket.
+    ChatSocket,
+    /// `GET /echo` (only with `--echo`): the echo WebSocket.
+    EchoSocket,
+    /// A known path with a method it does not serve; carries the `Allow` value.
+    MethodNotAllowed(&'static str),
+    /// Anything else.
+    NotFound,
+}
+
+/// Routes by method and path.
+pub(crate) fn route(method: &str, path: &str, echo: bool) -> Route {
+    let (route, allow) = match path {
+        "/" | "/index.html" => (Route::Index, "GET, HEAD"),
+        "/healthz" => (Route::Health, "GET, HEAD"),
+        "/metrics" => (Route::Metrics, "GET, HEAD"),
+        "/ws" => (Route::ChatSocket, "GET"),
+        "/echo" if echo => (Route::EchoSocket, "GET"),
+        _ => return Route::NotFound,
+    };
+    let allowed = method == "GET" || (method == "HEAD" && allow.contains("HEAD"));
+    if allowed {
+        route
+    } else {
+        Route::MethodNotAllowed(allow)
+    }
+}
+
+/// The `conversation_id` query parameter: `Ok(None)` when absent, `Err` when present but not
+/// a number (or repeated).
+pub(crate) fn conversation_param(query: Option<&str>) -> Result<Option<ConversationId>, ()> {
+    let mut found = None;
+    for pair in query.unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "conversation_id" {
+            continue;
+        }
+        if found.is_some() {
+            return Err(());
+        }
+        let id = value.parse::<u64>().map_err(|_| ())?;
+        found = Some(ConversationId(id));
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_path_and_method() {
+        assert_eq!(route("GET", "/", false), Route::Index);
+        assert_eq!(route("HEAD", "/", false), Route::Index);
+        assert_eq!(route("GET", "/healthz", false), Route::Health);
+        assert_eq!(route("GET", "/metrics", false), Route::Metrics);
+        assert_eq!(route("GET", "/ws", false), Route::ChatSocket);
+        assert_eq!(route("HEAD", "/ws", false), Route::MethodNotAllowed("GET"));
+        assert_eq!(route("POST", "/ws", false), Route::MethodNotAllowed("GET"));
+        assert_eq!(
+            route("DELETE", "/healthz", false),
+            Route::MethodNotAllowed("GET, HEAD")
+        );
+        assert_eq!(route("GET", "/echo", false), Route::NotFound);
+        assert_eq!(route("GET", "/echo", true), Route::EchoSocket);
+        assert_eq!(route("GET", "/nope", true), Route::NotFound);
+        assert_eq!(route("GET", "/ws/", false), Route::NotFound);
+    }
+
+    #[test]
+    fn conversation_query() {
+        assert_eq!(conversation_param(None), Ok(None));
+        assert_eq!(conversation_param(Some("a=1")), Ok(None));
+        assert_eq!(
+            conversation_param(Some("conversation_id=42")),
+            Ok(Some(ConversationId(42)))
+        );
+        assert_eq!(
+            conversation_param(Some("x&conversation_id=7&y=2")),
+            Ok(Some(ConversationId(7)))
+        );
+        assert!(conversation_param(Some("conversation_id=")).is_err());
+        assert!(conversation_param(Some("conversation_id=abc")).is_err());
+        assert!(conversation_param(Some("conversation_id=-1")).is_err());
+        assert!(conversation_param(Some("conversation_id=1&conversation_id=2")).is_err());
+    }
+}

@@ -1,0 +1,494 @@
+//! The hub: one task that owns conversation membership and every connection's outbox.
+//!
+//! ```text
+//! read pump ──HubHandle (bounded mpsc, awaited)──▶ Hub ──Outbox::push (never waits)──▶ write pumps
+//! ```
+//!
+//! - **Only writer.** Membership lives in [`routes::Routes`], owned by the hub task; nobody else
+//!   holds a lock on it.
+//! - **The hub never awaits a client.** Fan-out pushes one shared `Bytes` into each recipient's
+//!   bounded [`Outbox`]; a full outbox drops the frame and starts the slow-consumer grace
+//!   period. A client still full when the grace period ends is evicted with close 1008, so one
+//!   slow socket cannot stall a conversation or grow memory.
+//! - **Backpressure flows toward the socket.** Read pumps *await* the bounded command queue:
+//!   when the hub is busy, they stop reading, the kernel buffer fills and TCP slows the sender.
+//! - **Sweep and pings run here** because the hub already owns the client → outbox registry:
+//!   a sweep is one pass over that map with no extra shared index and no locks beyond each
+//!   outbox's own, and unregistering a dead client is a local map removal. One ping frame is
+//!   encoded per interval and shared by every connection, so connections carry no timers.
+//! - **Exit.** The hub stops when every [`HubHandle`] is gone: the listener drops its handle on
+//!   shutdown and each connection drops its own when it finishes, so the hub outlives every
+//!   connection that might still send it an `Unregister`.
+
+pub mod routes;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rfc6455::CloseCode;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+use crate::ids::{ClientId, ConversationId};
+use crate::metrics::{self, Metrics};
+use crate::outbox::{Outbox, Push};
+use crate::wire;
+use routes::Routes;
+
+/// A request to the hub.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Command {
+    /// A connection opened; the hub starts tracking its outbox (pings, sweeps, fan-out).
+    Register {
+        /// The new client.
+        client: ClientId,
+        /// Its outbox.
+        outbox: Arc<Outbox>,
+    },
+    /// A connection ended; forget it everywhere. Unknown clients are ignored.
+    Unregister {
+        /// The departing client.
+        client: ClientId,
+    },
+    /// Add a registered client to a conversation.
+    Join {
+        /// The client.
+        client: ClientId,
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// Remove a client from a conversation.
+    Leave {
+        /// The client.
+        client: ClientId,
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// Send an already encoded frame to every member of a conversation except `from`.
+    Broadcast {
+        /// The target conversation.
+        conversation: ConversationId,
+        /// The sender, who does not receive its own broadcast.
+        from: Option<ClientId>,
+        /// The encoded frame, shared by every recipient.
+        frame: Bytes,
+    },
+}
+
+/// The hub has stopped (only during shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the hub has stopped")]
+pub struct HubClosed;
+
+/// A cloneable, typed handle to the hub. Every method waits while the hub's queue is full.
+#[derive(Debug, Clone)]
+pub struct HubHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl HubHandle {
+    async fn send(&self, cmd: Command) -> Result<(), HubClosed> {
+        self.tx.send(cmd).await.map_err(|_| HubClosed)
+    }
+
+    /// Registers a new connection's outbox.
+    ///
+    /// # Errors
+    /// [`HubClosed`] if the hub has stopped.
+    pub async fn register(&self, client: ClientId, outbox: Arc<Outbox>) -> Result<(), HubClosed> {
+        self.send(Command::Register { client, outbox }).await
+    }
+
+    /// Unregisters a connection.
+    ///
+    /// # Errors
+    /// [`HubClosed`] if the hub has stopped.
+    pub async fn unregister(&self, client: ClientId) -> Result<(), HubClosed> {
+        self.send(Command::Unregister { client }).await
+    }
+
+    /// Adds a client to a conversation.
+    ///
+    /// # Errors
+    /// [`HubClosed`] if the hub has stopped.
+    pub async fn join(
+        &self,
+        client: ClientId,
+        conversation: ConversationId,
+    ) -> Result<(), HubClosed> {
+        self.send(Command::Join {
+            client,
+            conversation,
+        })
+        .await
+    }
+
+    /// Removes a client from a conversation.
+    ///
+    /// # Errors
+    /// [`HubClosed`] if the hub has stopped.
+    pub async fn leave(
+        &self,
+        client: ClientId,
+        conversation: ConversationId,
+    ) -> Result<(), HubClosed> {
+        self.send(Command::Leave {
+            client,
+            conversation,
+        })
+        .await
+    }
+
+    /// Fans an encoded frame out to a conversation, skipping `from`.
+    ///
+    /// # Errors
+    /// [`HubClosed`] if the hub has stopped.
+    pub async fn broadcast(
+        &self,
+        conversation: ConversationId,
+        from: Option<ClientId>,
+        frame: Bytes,
+    ) -> Result<(), HubClosed> {
+        self.send(Command::Broadcast {
+            conversation,
+            from,
+            frame,
+        })
+        .await
+    }
+}
+
+/// Timing and limits the hub needs.
+#[derive(Debug, Clone, Copy)]
+pub struct HubConfig {
+    /// Depth of the command queue.
+    pub queue_depth: usize,
+    /// Protocol ping period.
+    pub ping_interval: Duration,
+    /// Liveness sweep period.
+    pub sweep_interval: Duration,
+    /// How long an outbox may stay full before eviction.
+    pub slow_consumer_grace: Duration,
+}
+
+/// The hub actor. Create with [`Hub::new`], run with [`Hub::run`].
+#[derive(Debug)]
+pub struct Hub {
+    rx: mpsc::Receiver<Command>,
+    cfg: HubConfig,
+    routes: Routes,
+    outboxes: HashMap<ClientId, Arc<Outbox>>,
+    /// Clients whose outbox was full at their last push; checked on the slow-consumer tick.
+    suspects: HashSet<ClientId>,
+    metrics: Arc<Metrics>,
+    ping_frame: Bytes,
+    evict_frame: Bytes,
+}
+
+impl Hub {
+    /// A hub and the first handle to it.
+    #[must_use]
+    pub fn new(cfg: HubConfig, metrics: Arc<Metrics>) -> (Self, HubHandle) {
+        let (tx, rx) = mpsc::channel(cfg.queue_depth);
+        let hub = Self {
+            rx,
+            cfg,
+            routes: Routes::default(),
+            outboxes: HashMap::new(),
+            suspects: HashSet::new(),
+            metrics,
+            ping_frame: wire::ping(),
+            evict_frame: wire::close(CloseCode::POLICY_VIOLATION, "slow consumer: queue full"),
+        };
+        (hub, HubHandle { tx })
+    }
+
+    /// Runs until every [`HubHandle`] has been dropped.
+    pub async fn run(mut self) {
+        let start = tokio::time::Instant::now();
+        let mut sweep =
+            tokio::time::interval_at(start + self.cfg.sweep_interval, self.cfg.sweep_interval);
+        let mut ping =
+            tokio::time::interval_at(start + self.cfg.ping_interval, self.cfg.ping_interval);
+        // Check suspects a few times per grace period, so eviction lands close to the grace.
+        let slow_period = (self.cfg.slow_consumer_grace / 4)
+            .clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let mut slow = tokio::time::interval(slow_period);
+        for t in [&mut sweep, &mut ping, &mut slow] {
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                _ = sweep.tick() => self.sweep(),
+                _ = ping.tick() => self.ping_all(),
+                _ = slow.tick(), if !self.suspects.is_empty() => self.check_suspects(),
+            }
+        }
+        tracing::debug!("hub stopped");
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Register { client, outbox } => {
+                self.outboxes.insert(client, outbox);
+            }
+            Command::Unregister { client } => self.forget(client),
+            Command::Join {
+                client,
+                conversation,
+            } => {
+                if self.outboxes.contains_key(&client) {
+                    self.routes.join(client, conversation);
+                }
+            }
+            Command::Leave {
+                client,
+                conversation,
+            } => {
+                self.routes.leave(client, conversation);
+            }
+            Command::Broadcast {
+                conversation,
+                from,
+                frame,
+            } => self.broadcast(conversation, from, &frame),
+        }
+    }
+
+    fn forget(&mut self, client: ClientId) {
+        self.routes.remove_client(client);
+        self.outboxes.remove(&client);
+        self.suspects.remove(&client);
+    }
+
+    fn broadcast(&mut self, conversation: ConversationId, from: Option<ClientId>, frame: &Bytes) {
+        metrics::inc(&self.metrics.broadcasts);
+        let now = Instant::now();
+        let mut delivered = 0;
+        let mut evict = Vec::new();
+        for member in self.routes.members(conversation) {
+            if Some(member) == from {
+                continue;
+            }
+            let Some(outbox) = self.outboxes.get(&member) else {
+                continue;
+            };
+            match outbox.push(frame.clone()) {
+                Push::Queued => delivered += 1,
+                Push::Full { since } => {
+                    metrics::inc(&self.metrics.queue_full_drops);
+                    if now.duration_since(since) >= self.cfg.slow_consumer_grace {
+                        evict.push(member);
+                    } else {
+                        self.suspects.insert(member);
+                    }
+                }
+                Push::Closed => {}
+            }
+        }
+        metrics::add(&self.metrics.broadcast_deliveries, delivered);
+        for client in evict {
+            self.evict(client);
+        }
+    }
+
+    fn ping_all(&mut self) {
+        for (client, outbox) in &self.outboxes {
+            if let Push::Full { .. } = outbox.push(self.ping_frame.clone()) {
+                self.suspects.insert(*client);
+            }
+        }
+    }
+
+    /// Terminates every connection that showed no life since the previous sweep.
+    fn sweep(&mut self) {
+        let dead: Vec<ClientId> = self
+            .outboxes
+            .iter()
+            .filter(|(_, outbox)| !outbox.take_alive())
+            .map(|(client, _)| *client)
+            .collect();
+        for client in dead {
+            if let Some(outbox) = self.outboxes.get(&client) {
+                // A silent peer will not read a Close frame either: drop the socket.
+                outbox.kill();
+            }
+            self.forget(client);
+            metrics::inc(&self.metrics.sweep_terminations);
+            tracing::debug!(%client, "terminated by liveness sweep");
+        }
+    }
+
+    fn check_suspects(&mut self) {
+        let now = Instant::now();
+        let mut evict = Vec::new();
+        self.suspects.retain(|client| {
+            let Some(outbox) = self.outboxes.get(client) else {
+                return false;
+            };
+            match outbox.full_since() {
+                None => false,
+                Some(since) if now.duration_since(since) >= self.cfg.slow_consumer_grace => {
+                    evict.push(*client);
+                    false
+                }
+                Some(_) => true,
+            }
+        });
+        for client in evict {
+            self.evict(client);
+        }
+    }
+
+    fn evict(&mut self, client: ClientId) {
+        if let Some(outbox) = self.outboxes.get(&client) {
+            outbox.close(self.evict_frame.clone(), true);
+            metrics::inc(&self.metrics.queue_full_disconnects);
+            tracing::warn!(%client, code = 1008, "evicted slow consumer");
+        }
+        self.forget(client);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn cfg() -> HubConfig {
+        HubConfig {
+            queue_depth: 16,
+            ping_interval: Duration::from_secs(20),
+            sweep_interval: Duration::from_secs(30),
+            slow_consumer_grace: Duration::from_millis(50),
+        }
+    }
+
+    fn drain(outbox: &Outbox) -> Vec<Bytes> {
+        let mut batch = VecDeque::new();
+        outbox.take(&mut batch, false);
+        let bytes = batch.iter().map(Bytes::len).sum();
+        outbox.written(batch.len(), bytes);
+        batch.into()
+    }
+
+    #[tokio::test]
+    async fn broadcast_skips_sender_and_shares_one_allocation() {
+        let metrics = Arc::new(Metrics::default());
+        let (hub, handle) = Hub::new(cfg(), metrics.clone());
+        let task = tokio::spawn(hub.run());
+        let conv = ConversationId(7);
+        let boxes: Vec<_> = (0..3).map(|_| Arc::new(Outbox::new(8, 1 << 16))).collect();
+        for (i, ob) in boxes.iter().enumerate() {
+            handle
+                .register(ClientId(i as u64), ob.clone())
+                .await
+                .unwrap();
+            handle.join(ClientId(i as u64), conv).await.unwrap();
+        }
+        let frame = Bytes::from_static(b"\x81\x02hi");
+        handle
+            .broadcast(conv, Some(ClientId(0)), frame.clone())
+            .await
+            .unwrap();
+        drop(handle);
+        task.await.unwrap();
+        assert!(drain(&boxes[0]).is_empty(), "sender excluded");
+        for ob in &boxes[1..] {
+            let got = drain(ob);
+            assert_eq!(got, vec![frame.clone()]);
+            assert_eq!(got[0].as_ptr(), frame.as_ptr(), "no per-recipient copy");
+        }
+        assert_eq!(
+            metrics
+                .broadcast_deliveries
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn full_outbox_is_evicted_after_grace() {
+        let metrics = Arc::new(Metrics::default());
+        let (hub, handle) = Hub::new(cfg(), metrics.clone());
+        let task = tokio::spawn(hub.run());
+        let conv = ConversationId(1);
+        let slow = Arc::new(Outbox::new(2, 1 << 16));
+        // Roomy: the test drains it without waiting for the hub, so it may lag a few frames.
+        let fast = Arc::new(Outbox::new(64, 1 << 16));
+        handle.register(ClientId(1), slow.clone()).await.unwrap();
+        handle.register(ClientId(2), fast.clone()).await.unwrap();
+        handle.join(ClientId(1), conv).await.unwrap();
+        handle.join(ClientId(2), conv).await.unwrap();
+        for i in 0..5u8 {
+            handle
+                .broadcast(conv, None, Bytes::from(vec![i]))
+                .await
+                .unwrap();
+            drain(&fast);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(slow.is_closing(), "evicted with a close frame");
+        assert_eq!(
+            metrics
+                .queue_full_disconnects
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        let got = drain(&slow);
+        assert_eq!(
+            got.len(),
+            1,
+            "queued frames dropped, only the close remains"
+        );
+        assert_eq!(&got[0][2..4], &1008u16.to_be_bytes());
+        // The fast member still receives.
+        handle
+            .broadcast(conv, None, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        drop(handle);
+        task.await.unwrap();
+        let got = drain(&fast);
+        assert_eq!(got.len(), 6, "the fast member got everything");
+        assert_eq!(got[5], Bytes::from_static(b"x"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweep_kills_silent_clients_only() {
+        let metrics = Arc::new(Metrics::default());
+        let cfg = HubConfig {
+            ping_interval: Duration::from_secs(1),
+            sweep_interval: Duration::from_secs(3),
+            ..cfg()
+        };
+        let (hub, handle) = Hub::new(cfg, metrics.clone());
+        let task = tokio::spawn(hub.run());
+        let silent = Arc::new(Outbox::new(64, 1 << 16));
+        let chatty = Arc::new(Outbox::new(64, 1 << 16));
+        handle.register(ClientId(1), silent.clone()).await.unwrap();
+        handle.register(ClientId(2), chatty.clone()).await.unwrap();
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            chatty.mark_alive();
+        }
+        assert!(silent.is_killed());
+        assert!(!chatty.is_killed());
+        assert!(drain(&chatty).len() >= 6, "pings were queued");
+        assert_eq!(
+            metrics
+                .sweep_terminations
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        drop(handle);
+        task.await.unwrap();
+    }
+}

@@ -1,0 +1,143 @@
+//! The chatgroup server runtime: one HTTP/1.1 port serving the WebSocket endpoint, the
+//! browser page, health and metrics; a hub task that owns conversation membership; and two
+//! pump tasks per WebSocket connection.
+//!
+//! ```text
+//!                 ┌──────────── run(cfg, listener, shutdown) ────────────┐
+//! TcpListener ──▶ accept loop ──spawn──▶ connection (HTTP/1.1, keep-alive)
+//!                                          │ 101 Switching Protocols
+//!                                          ├──▶ read pump ──HubHandle (bounded, awaited)──▶ Hub task
+//!                                          └──▶ write pump ◀── Outbox (bounded, try-push) ◀──┘
+//! ```
+//!
+//! - [`hub`]: membership and fan-out; a broadcast is encoded once and shared as `Bytes`;
+//!   liveness sweep and protocol pings for every connection.
+//! - [`outbox`]: the bounded per-connection queue; a full one starts the slow-consumer grace
+//!   period, after which the client is evicted with close 1008.
+//! - Connections hold no read buffer while idle and no per-connection timers.
+//! - Shutdown: stop accepting, cancel the token (every write pump sends Close 1001 and waits
+//!   up to `close_timeout` for the reply), then wait up to `shutdown_grace` for every task.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), chatgroup_server::Error> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! chatgroup_server::run(chatgroup_server::Config::default(), listener, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+
+pub mod config;
+mod connection;
+mod context;
+mod error;
+mod http;
+pub mod hub;
+pub mod ids;
+pub mod metrics;
+pub mod origin;
+pub mod outbox;
+mod page;
+mod pump;
+mod wire;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{Config, ConfigError, OriginPolicy};
+pub use error::Error;
+pub use metrics::Metrics;
+
+use context::ServerCtx;
+use hub::{Hub, HubConfig};
+
+/// Serves on `listener` until `shutdown` resolves, then shuts down gracefully: stop
+/// accepting, send Close 1001 to every WebSocket, and wait up to `cfg.shutdown_grace` for
+/// every connection to finish.
+///
+/// # Errors
+/// [`Error::Config`] if `cfg` does not validate.
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let cfg = cfg.validate()?;
+    let metrics = Arc::new(Metrics::default());
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (hub, hub_handle) = Hub::new(
+        HubConfig {
+            queue_depth: cfg.hub_queue_depth,
+            ping_interval: cfg.ping_interval,
+            sweep_interval: cfg.sweep_interval,
+            slow_consumer_grace: cfg.slow_consumer_grace,
+        },
+        metrics.clone(),
+    );
+    tracker.spawn(hub.run());
+    let grace = cfg.shutdown_grace;
+    let ctx = Arc::new(ServerCtx::new(
+        cfg,
+        metrics,
+        hub_handle,
+        token.clone(),
+        tracker.clone(),
+    ));
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    metrics::inc(&ctx.metrics.tcp_accepted);
+                    // Frames are already coalesced by the write pump; don't add Nagle delay.
+                    let _ = stream.set_nodelay(true);
+                    tracker.spawn(connection::serve(stream, peer, ctx.clone()));
+                }
+                Err(err) => accept_error(&err).await,
+            },
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        open = ctx
+            .metrics
+            .connections_open
+            .load(std::sync::atomic::Ordering::Relaxed),
+        "shutting down: closing connections with 1001"
+    );
+    token.cancel();
+    // The hub stops once the last connection drops its handle (held through the context).
+    drop(ctx);
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(grace = ?grace, "shutdown grace elapsed with connections still open");
+    } else {
+        tracing::info!("shutdown complete");
+    }
+    Ok(())
+}
+
+/// Accept errors are per-connection (reset before accept) or resource exhaustion (out of
+/// file descriptors); in the latter case back off briefly instead of spinning.
+async fn accept_error(err: &io::Error) {
+    match err.kind() {
+        io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::Interrupted => {}
+        _ => {
+            tracing::warn!(error = %err, "accept failed; backing off");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

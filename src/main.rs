@@ -1,0 +1,194 @@
+//! The `chatgroup` binary: parse flags and environment, set up logging, bind, and run the
+//! server until SIGINT or SIGTERM. Everything a test needs lives in `chatgroup_server`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chatgroup_server::config::{format_duration, parse_duration};
+use chatgroup_server::{Config, OriginPolicy};
+use clap::Parser;
+use tokio::net::TcpSocket;
+
+/// Pending-connection queue of the listening socket; large so a burst of thousands of
+/// clients connecting at once is not refused by the kernel.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Real-time chat server speaking RFC 6455 WebSocket.
+///
+/// Every option can also be set through the environment variable shown with it.
+/// Durations take a unit: 500ms, 30s, 2m, 1h.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "CHATGROUP_LISTEN", default_value_t = Config::default().listen)]
+    listen: SocketAddr,
+
+    /// Directory for persistent data (created if missing).
+    #[arg(long, env = "CHATGROUP_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+
+    /// Maximum open WebSocket connections; further upgrades get HTTP 503.
+    #[arg(long, env = "CHATGROUP_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+
+    /// Largest accepted frame payload in bytes (close 1009 above it).
+    #[arg(long, env = "CHATGROUP_MAX_FRAME_SIZE", default_value_t = Config::default().max_frame_len)]
+    max_frame_size: u64,
+
+    /// Largest accepted message in bytes (close 1009 above it).
+    #[arg(long, env = "CHATGROUP_MAX_MESSAGE_SIZE", default_value_t = Config::default().max_message_len)]
+    max_message_size: usize,
+
+    /// Largest accepted HTTP request head in bytes (431 above it).
+    #[arg(long, env = "CHATGROUP_MAX_HEAD_SIZE", default_value_t = Config::default().max_head_len)]
+    max_head_size: usize,
+
+    /// Most header fields in one request (431 above it).
+    #[arg(long, env = "CHATGROUP_MAX_HEADERS", default_value_t = Config::default().max_headers)]
+    max_headers: usize,
+
+    /// Largest accepted request body in bytes (413 above it).
+    #[arg(long, env = "CHATGROUP_MAX_BODY_SIZE", default_value_t = Config::default().max_body_len)]
+    max_body_size: usize,
+
+    /// Time a client has to send a complete request head; also the keep-alive idle timeout.
+    #[arg(long, env = "CHATGROUP_HANDSHAKE_TIMEOUT", default_value_t = HumanDuration(Config::default().handshake_timeout))]
+    handshake_timeout: HumanDuration,
+
+    /// Interval between protocol pings sent to every connection (must be below the sweep interval).
+    #[arg(long, env = "CHATGROUP_PING_INTERVAL", default_value_t = HumanDuration(Config::default().ping_interval))]
+    ping_interval: HumanDuration,
+
+    /// Liveness sweep interval: connections silent since the previous sweep are terminated.
+    #[arg(long, env = "CHATGROUP_SWEEP_INTERVAL", default_value_t = HumanDuration(Config::default().sweep_interval))]
+    sweep_interval: HumanDuration,
+
+    /// How long to wait for the peer's Close reply before dropping the socket.
+    #[arg(long, env = "CHATGROUP_CLOSE_TIMEOUT", default_value_t = HumanDuration(Config::default().close_timeout))]
+    close_timeout: HumanDuration,
+
+    /// How long a graceful shutdown waits for connections to close.
+    #[arg(long, env = "CHATGROUP_SHUTDOWN_GRACE", default_value_t = HumanDuration(Config::default().shutdown_grace))]
+    shutdown_grace: HumanDuration,
+
+    /// Per-connection send queue length in frames.
+    #[arg(long, env = "CHATGROUP_QUEUE_LEN", default_value_t = Config::default().outbox_depth)]
+    queue_len: usize,
+
+    /// Per-connection send queue size in bytes (at least the max message size).
+    #[arg(long, env = "CHATGROUP_QUEUE_BYTES", default_value_t = Config::default().outbox_bytes)]
+    queue_bytes: usize,
+
+    /// How long a send queue may stay full before the client is closed with 1008.
+    #[arg(long, env = "CHATGROUP_SLOW_CONSUMER_GRACE", default_value_t = HumanDuration(Config::default().slow_consumer_grace))]
+    slow_consumer_grace: HumanDuration,
+
+    /// Comma-separated browser origins allowed to connect (scheme://host[:port]), or '*'.
+    /// Empty: an Origin must match the Host header. Requests without Origin are always allowed.
+    #[arg(long, env = "CHATGROUP_ALLOWED_ORIGINS", default_value = "")]
+    allowed_origins: String,
+
+    /// Also serve /echo, which echoes every message (for conformance suites and benchmarks).
+    #[arg(long, env = "CHATGROUP_ECHO")]
+    echo: bool,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. "info" or "chatgroup_server=debug").
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
+}
+
+/// A duration as written on the command line (`500ms`, `30s`, `2m`), shown the same way in
+/// `--help` defaults.
+#[derive(Debug, Clone, Copy)]
+struct HumanDuration(Duration);
+
+impl std::fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+impl std::str::FromStr for HumanDuration {
+    type Err = chatgroup_server::config::DurationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_duration(s).map(Self)
+    }
+}
+
+impl Args {
+    fn into_config(self) -> Config {
+        let mut cfg = Config::default();
+        cfg.listen = self.listen;
+        cfg.data_dir = self.data_dir;
+        cfg.max_connections = self.max_connections;
+        cfg.max_frame_len = self.max_frame_size;
+        cfg.max_message_len = self.max_message_size;
+        cfg.max_head_len = self.max_head_size;
+        cfg.max_headers = self.max_headers;
+        cfg.max_body_len = self.max_body_size;
+        cfg.handshake_timeout = self.handshake_timeout.0;
+        cfg.ping_interval = self.ping_interval.0;
+        cfg.sweep_interval = self.sweep_interval.0;
+        cfg.close_timeout = self.close_timeout.0;
+        cfg.shutdown_grace = self.shutdown_grace.0;
+        cfg.outbox_depth = self.queue_len;
+        cfg.outbox_bytes = self.queue_bytes;
+        cfg.slow_consumer_grace = self.slow_consumer_grace.0;
+        cfg.allowed_origins = OriginPolicy::parse(&self.allowed_origins);
+        cfg.echo = self.echo;
+        cfg
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log).context("invalid --log filter")?,
+        )
+        .init();
+    let cfg = args
+        .into_config()
+        .validate()
+        .context("invalid configuration")?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+
+    let socket = if cfg.listen.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(cfg.listen)
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let listener = socket.listen(LISTEN_BACKLOG)?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "listening on http://{addr}");
+
+    chatgroup_server::run(cfg, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGTERM; only Ctrl-C will stop the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
