@@ -1,0 +1,131 @@
+//! CPU time and resident memory of a process, read from `/proc`.
+//!
+//! Rates are reported per server core-second, so both the server's CPU time (pass its
+//! PID) and the generator's own are sampled at the edges of the measured window.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+/// Clock ticks per second in `/proc/PID/stat`; Linux fixes USER_HZ at 100 for user space.
+const TICKS_PER_SEC: u64 = 100;
+
+/// Which process to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pid {
+    /// The generator itself.
+    SelfProcess,
+    /// Another process, by id.
+    Id(u32),
+}
+
+impl Pid {
+    fn dir(self) -> String {
+        match self {
+            Pid::SelfProcess => "/proc/self".to_owned(),
+            Pid::Id(id) => format!("/proc/{id}"),
+        }
+    }
+}
+
+/// User plus system CPU time consumed so far by every thread of the process, dead or alive.
+pub(crate) fn cpu_time(pid: Pid) -> anyhow::Result<Duration> {
+    let path = format!("{}/stat", pid.dir());
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_cpu_ticks(&stat)
+        .map(|ticks| Duration::from_millis(ticks * 1000 / TICKS_PER_SEC))
+        .with_context(|| format!("parsing {path}"))
+}
+
+/// Extracts `utime + stime` (fields 14 and 15) from a `/proc/PID/stat` line.
+fn parse_cpu_ticks(stat: &str) -> anyhow::Result<u64> {
+    // The command name (field 2) may contain spaces and parentheses; the fields we need
+    // follow its last closing parenthesis.
+    let after_name = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .context("no ')' in stat line")?;
+    let mut fields = after_name.split_ascii_whitespace();
+    // Field 3 (state) is the first after the name; utime is field 14.
+    let utime: u64 = fields.nth(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.next().context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// Resident set size in KiB (`VmRSS` in `/proc/PID/status`).
+pub(crate) fn rss_kib(pid: Pid) -> anyhow::Result<u64> {
+    let path = format!("{}/status", pid.dir());
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_vm_rss(&status).with_context(|| format!("parsing {path}"))
+}
+
+fn parse_vm_rss(status: &str) -> anyhow::Result<u64> {
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("VmRSS:") {
+            let kib = rest.trim().trim_end_matches("kB").trim();
+            return Ok(kib.parse()?);
+        }
+    }
+    bail!("no VmRSS line")
+}
+
+/// CPU time of the generator and (when known) the server at one instant.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuSample {
+    generator: Duration,
+    server: Option<Duration>,
+}
+
+impl CpuSample {
+    /// Samples both processes now.
+    pub(crate) fn take(server: Option<u32>) -> anyhow::Result<Self> {
+        Ok(Self {
+            generator: cpu_time(Pid::SelfProcess)?,
+            server: server.map(|id| cpu_time(Pid::Id(id))).transpose()?,
+        })
+    }
+
+    /// CPU seconds used by (generator, server) between `earlier` and `self`.
+    pub(crate) fn since(&self, earlier: &CpuSample) -> (f64, Option<f64>) {
+        let generator = self
+            .generator
+            .saturating_sub(earlier.generator)
+            .as_secs_f64();
+        let server = match (self.server, earlier.server) {
+            (Some(now), Some(then)) => Some(now.saturating_sub(then).as_secs_f64()),
+            _ => None,
+        };
+        (generator, server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_command_name() {
+        let line = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 500 0 0 0 \
+                    250 75 0 0 20 0 3 0 100 1000000 300 18446744073709551615";
+        assert_eq!(parse_cpu_ticks(line).unwrap(), 325);
+    }
+
+    #[test]
+    fn parses_vm_rss() {
+        let status = "Name:\tx\nVmPeak:\t  100 kB\nVmRSS:\t    5432 kB\nThreads:\t1\n";
+        assert_eq!(parse_vm_rss(status).unwrap(), 5432);
+        assert!(parse_vm_rss("Name:\tx\n").is_err());
+    }
+
+    #[test]
+    fn reads_own_process() {
+        assert!(rss_kib(Pid::SelfProcess).unwrap() > 0);
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        assert!(cpu_time(Pid::SelfProcess).unwrap() > Duration::ZERO);
+    }
+}

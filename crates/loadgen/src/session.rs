@@ -1,0 +1,287 @@
+//! One client connection: TCP connect from a chosen loopback source, the opening handshake
+//! through `rfc6455::ClientHandshake`, and non-blocking frame I/O around the codec.
+//!
+//! Sessions never spawn anything; the scenarios drive them with `try_read`/`try_write` and
+//! wait on readiness themselves, so one read and one write system call serve a whole batch.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use bytes::{Buf as _, Bytes, BytesMut};
+use rfc6455::{
+    encode_frame, ClientHandshake, CloseCode, CloseFrame, CodecConfig, Decoder, Frame, OpCode,
+};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Where and how a scenario connects.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The server's loopback address.
+    pub(crate) addr: SocketAddr,
+    /// Connections per source address before moving to the next 127.0.0.x; the kernel
+    /// hands out about 28,000 ephemeral ports per source address.
+    pub(crate) per_source: usize,
+    /// Bound on connect plus handshake.
+    pub(crate) connect_timeout: Duration,
+}
+
+/// The source address for the `index`-th connection: 127.0.0.1 for the first block, then
+/// 127.0.0.2, 127.0.0.3, ... (`None` means "let the kernel choose", the cheap path).
+pub(crate) fn source_for(index: usize, per_source: usize) -> anyhow::Result<Option<IpAddr>> {
+    let block = index / per_source.max(1);
+    if block == 0 {
+        return Ok(None);
+    }
+    match u8::try_from(block + 1) {
+        Ok(last) if last < 255 => Ok(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))),
+        _ => bail!("connection {index} needs more than 254 source addresses"),
+    }
+}
+
+/// A per-connection masking key; frames are masked once, ahead of time, with it.
+///
+/// RFC 6455 wants unpredictable keys to protect intermediaries; on loopback against our own
+/// servers a fixed key per connection is enough and keeps masking out of the hot path.
+pub(crate) fn mask_for(index: usize) -> [u8; 4] {
+    let x = (index as u32 ^ 0x5bd1_e995).wrapping_mul(0x9e37_79b9);
+    x.to_le_bytes()
+}
+
+fn nonce_for(index: usize) -> [u8; 16] {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&t.to_le_bytes());
+    nonce[8..].copy_from_slice(
+        &(index as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .to_le_bytes(),
+    );
+    nonce
+}
+
+/// An open WebSocket client connection.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The socket, non-blocking, `TCP_NODELAY` set.
+    pub(crate) stream: TcpStream,
+    /// Bytes read and not yet decoded.
+    pub(crate) rbuf: BytesMut,
+    /// Bytes encoded and not yet written.
+    pub(crate) wbuf: BytesMut,
+    /// This connection's masking key.
+    pub(crate) mask: [u8; 4],
+    decoder: Decoder,
+}
+
+/// What a read found on the wire, besides data frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// More bytes may come.
+    Open,
+    /// The server sent a close frame or closed the socket.
+    Closed,
+}
+
+impl Session {
+    /// Connects the `index`-th connection of a scenario and completes the handshake for
+    /// `resource` (path and query).
+    pub(crate) async fn open(
+        target: &Target,
+        index: usize,
+        resource: &str,
+    ) -> anyhow::Result<Self> {
+        tokio::time::timeout(
+            target.connect_timeout,
+            Self::open_inner(target, index, resource),
+        )
+        .await
+        .with_context(|| format!("connect + handshake took over {:?}", target.connect_timeout))?
+    }
+
+    async fn open_inner(target: &Target, index: usize, resource: &str) -> anyhow::Result<Self> {
+        let mut stream = match source_for(index, target.per_source)? {
+            None => TcpStream::connect(target.addr).await.context("connect")?,
+            Some(ip) => {
+                let socket = TcpSocket::new_v4()?;
+                socket
+                    .bind(SocketAddr::new(ip, 0))
+                    .with_context(|| format!("bind {ip}"))?;
+                socket.connect(target.addr).await.context("connect")?
+            }
+        };
+        stream.set_nodelay(true)?;
+        let handshake = ClientHandshake::new(&target.addr.to_string(), resource, nonce_for(index));
+        let mut wbuf = BytesMut::with_capacity(256);
+        handshake.write_request(&mut wbuf);
+        stream.write_all(&wbuf).await.context("send handshake")?;
+        wbuf.clear();
+        let mut rbuf = BytesMut::with_capacity(512);
+        loop {
+            if stream.read_buf(&mut rbuf).await.context("read handshake")? == 0 {
+                bail!("server closed during the handshake");
+            }
+            if let Some((_, used)) = handshake.parse_response(&rbuf)? {
+                rbuf.advance(used);
+                break;
+            }
+        }
+        Ok(Self {
+            stream,
+            rbuf,
+            wbuf,
+            mask: mask_for(index),
+            decoder: Decoder::new(CodecConfig::client()),
+        })
+    }
+
+    /// Reads what the socket holds without waiting. `Ok(0)` means nothing was ready,
+    /// [`Wire::Closed`] an orderly shutdown by the server.
+    pub(crate) fn try_read(&mut self) -> io::Result<(usize, Wire)> {
+        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+            self.rbuf.reserve(64 * 1024);
+        }
+        match self.stream.try_read_buf(&mut self.rbuf) {
+            Ok(0) => Ok((0, Wire::Closed)),
+            Ok(n) => Ok((n, Wire::Open)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((0, Wire::Open)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next complete frame in the read buffer.
+    pub(crate) fn next_frame(&mut self) -> anyhow::Result<Option<Frame>> {
+        Ok(self.decoder.decode(&mut self.rbuf)?)
+    }
+
+    /// Handles a control frame the way a client must: pings are answered (queued in the
+    /// write buffer), a close ends the session. Returns `None` for data frames, which the
+    /// scenario handles itself.
+    pub(crate) fn on_control(&mut self, frame: &Frame) -> Option<Wire> {
+        match frame.opcode {
+            OpCode::Ping => {
+                self.queue(&Frame::pong(frame.payload.clone()));
+                Some(Wire::Open)
+            }
+            OpCode::Pong => Some(Wire::Open),
+            OpCode::Close => Some(Wire::Closed),
+            _ => None,
+        }
+    }
+
+    /// Encodes `frame`, masked, onto the write buffer.
+    pub(crate) fn queue(&mut self, frame: &Frame) {
+        encode_frame(frame, Some(self.mask), &mut self.wbuf);
+    }
+
+    /// Writes as much of the write buffer as the socket takes without waiting.
+    pub(crate) fn try_flush(&mut self) -> io::Result<()> {
+        while !self.wbuf.is_empty() {
+            match self.stream.try_write(&self.wbuf) {
+                Ok(n) => self.wbuf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a ping and waits for its pong, answering the server's own pings meanwhile;
+    /// data frames that arrive in between are skipped. Proves the server still serves
+    /// this connection.
+    pub(crate) async fn ping_pong(&mut self, deadline: Instant) -> anyhow::Result<()> {
+        self.queue(&Frame::ping(Bytes::from_static(b"alive?")));
+        let result = tokio::time::timeout_at(deadline.into(), async {
+            loop {
+                self.stream.write_all(&self.wbuf).await?;
+                self.wbuf.clear();
+                while let Some(frame) = self.next_frame()? {
+                    if frame.opcode == OpCode::Pong && &frame.payload[..] == b"alive?" {
+                        return Ok(());
+                    }
+                    if self.on_control(&frame) == Some(Wire::Closed) {
+                        bail!("server closed the connection");
+                    }
+                }
+                if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                    bail!("server closed the socket");
+                }
+            }
+        })
+        .await;
+        result.unwrap_or_else(|_| bail!("no pong before the deadline"))
+    }
+
+    /// Starts the closing handshake and waits (bounded) for the server to finish it, so
+    /// the server, not the generator, holds the TIME_WAIT state.
+    pub(crate) async fn close(mut self, wait: Duration) {
+        self.wbuf.clear();
+        let frame = Frame::close(Some(&CloseFrame::new(CloseCode::NORMAL, "")));
+        encode_frame(&frame, Some(self.mask), &mut self.wbuf);
+        let _ = tokio::time::timeout(wait, async {
+            self.stream.write_all(&self.wbuf).await?;
+            let mut sink = [0u8; 4096];
+            while self.stream.read(&mut sink).await? > 0 {}
+            Ok::<_, io::Error>(())
+        })
+        .await;
+    }
+}
+
+/// `count` copies of one frame, masked with `mask`, back to back: the write buffer a
+/// closed-loop sender slices from instead of encoding each message.
+pub(crate) fn repeated_frame(frame: &Frame, mask: [u8; 4], count: usize) -> (Bytes, usize) {
+    let mut one = BytesMut::new();
+    encode_frame(frame, Some(mask), &mut one);
+    let len = one.len();
+    let mut all = BytesMut::with_capacity(len * count);
+    for _ in 0..count {
+        all.extend_from_slice(&one);
+    }
+    (all.freeze(), len)
+}
+
+/// Closes every session concurrently, each bounded by `wait`.
+pub(crate) async fn close_all(sessions: Vec<Session>, wait: Duration) {
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .map(|s| tokio::task::spawn_local(s.close(wait)))
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_rotate_past_each_block() {
+        assert_eq!(source_for(0, 25_000).unwrap(), None);
+        assert_eq!(source_for(24_999, 25_000).unwrap(), None);
+        assert_eq!(
+            source_for(25_000, 25_000).unwrap(),
+            Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
+        );
+        assert_eq!(
+            source_for(60_000, 25_000).unwrap(),
+            Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)))
+        );
+        assert!(source_for(300 * 25_000, 25_000).is_err());
+    }
+
+    #[test]
+    fn repeated_frames_are_identical_and_masked() {
+        let (all, len) = repeated_frame(&Frame::binary(&b"abcd"[..]), [1, 2, 3, 4], 3);
+        assert_eq!(len, 2 + 4 + 4);
+        assert_eq!(all.len(), 3 * len);
+        assert_eq!(all[1], 0x80 | 4, "client frames carry the mask bit");
+        assert_eq!(&all[..len], &all[len..2 * len]);
+        assert_eq!(&all[6..10], &[b'a' ^ 1, b'b' ^ 2, b'c' ^ 3, b'd' ^ 4]);
+    }
+}
