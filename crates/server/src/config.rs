@@ -43,11 +43,13 @@ pub struct Config {
     pub close_timeout: Duration,
     /// How long a graceful shutdown waits for connections to finish.
     pub shutdown_grace: Duration,
-    /// Maximum number of frames queued for one connection (its outbox).
+    /// Frames queued for one connection beyond which it counts as slow: if its queue stays
+    /// longer than this for `slow_consumer_grace`, it is evicted with 1008.
     pub outbox_depth: usize,
-    /// Maximum number of bytes queued for one connection.
+    /// Hard bound on bytes queued for one connection (plus a small per-frame overhead); a
+    /// client whose queue would exceed it is evicted at once, as it would miss a message.
     pub outbox_bytes: usize,
-    /// How long a connection's outbox may stay full before the client is evicted with 1008.
+    /// How long a connection's queue may stay longer than `outbox_depth` before eviction.
     pub slow_consumer_grace: Duration,
     /// Depth of the hub's command queue; read pumps wait when it is full (backpressure).
     pub hub_queue_depth: usize,
@@ -158,7 +160,10 @@ impl Config {
                 message: self.max_message_len,
             });
         }
-        if self.outbox_bytes < self.max_message_len.saturating_add(MAX_HEADER_LEN) {
+        let largest_frame = self
+            .max_message_len
+            .saturating_add(MAX_HEADER_LEN + crate::outbox::FRAME_OVERHEAD);
+        if self.outbox_bytes < largest_frame {
             return Err(ConfigError::OutboxTooSmall {
                 outbox: self.outbox_bytes,
                 message: self.max_message_len,

@@ -33,7 +33,7 @@ pub struct Metrics {
     pub broadcasts: AtomicU64,
     /// Broadcast frames handed to a recipient's outbox.
     pub broadcast_deliveries: AtomicU64,
-    /// Frames dropped because a recipient's outbox was full.
+    /// Frames not queued because a recipient's outbox hit its hard bound (it is evicted).
     pub queue_full_drops: AtomicU64,
     /// Clients evicted because their outbox stayed full past the grace period.
     pub queue_full_disconnects: AtomicU64,
@@ -133,7 +133,7 @@ impl Metrics {
             (
                 "chatgroup_queue_full_drops_total",
                 "counter",
-                "Frames dropped on a full outbox",
+                "Frames refused by an outbox at its hard bound",
                 &self.queue_full_drops,
             ),
             (

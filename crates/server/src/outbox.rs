@@ -7,7 +7,13 @@
 //! bytes. The queue is bounded by frame count *and* bytes; frames are `Bytes`, so a broadcast
 //! queued for a thousand recipients is one allocation.
 //!
-//! The bound covers frames the write pump has taken but not yet written (`outstanding`), so
+//! Two bounds: past the soft one (`soft_frames`) the client counts as slow and the hub starts
+//! its grace period; the hard one (`max_bytes`, with a per-frame overhead so tiny frames count
+//! too) is never exceeded: a push that would cross it is refused, the client has then lost a
+//! frame and the hub evicts it at once. So a client is either sent every frame in order, or
+//! disconnected (and resynchronises on reconnect); there is no silent gap.
+//!
+//! The bounds cover frames the write pump has taken but not yet written (`outstanding`), so
 //! the writer's private batch cannot become a second, unbounded queue.
 
 use std::collections::VecDeque;
@@ -18,16 +24,22 @@ use std::time::Instant;
 use bytes::{Buf, Bytes};
 use tokio::sync::Notify;
 
+/// Bytes charged per queued frame on top of its length (the queue entry and the shared
+/// allocation's header), so the byte bound also bounds a flood of tiny frames.
+pub const FRAME_OVERHEAD: usize = 64;
+
 /// The outcome of [`Outbox::push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
     /// The frame was queued.
     Queued,
-    /// The queue is at its bound; the frame was dropped. `since` is when it became full.
-    Full {
-        /// When the queue first became full (start of the slow-consumer grace period).
+    /// The frame was queued, but the queue is past its soft limit.
+    Backlogged {
+        /// When the queue crossed the soft limit (start of the slow-consumer grace period).
         since: Instant,
     },
+    /// The frame would cross the hard bound and was not queued; the client must be evicted.
+    Overflow,
     /// The connection is closing; nothing more is sent on it.
     Closed,
 }
@@ -49,8 +61,8 @@ struct Queue {
     outstanding: usize,
     /// Bytes of those frames.
     outstanding_bytes: usize,
-    /// When the bound was first hit since the writer last made room.
-    full_since: Option<Instant>,
+    /// When the soft limit was crossed, if the queue is still past it.
+    backlog_since: Option<Instant>,
     /// A Close frame has been queued; later pushes are refused.
     closing: bool,
     /// The writer must drop its taken-but-unstarted frames (set by eviction).
@@ -63,7 +75,7 @@ struct Queue {
 #[derive(Debug)]
 pub struct Outbox {
     queue: Mutex<Queue>,
-    max_frames: usize,
+    soft_frames: usize,
     max_bytes: usize,
     /// Wakes the write pump: frames queued, close requested, or the reader ended.
     writer_wake: Notify,
@@ -78,12 +90,13 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// An empty outbox bounded to `max_frames` frames and `max_bytes` bytes.
+    /// An empty outbox: slow past `soft_frames` frames, never more than `max_bytes` bytes
+    /// (counting [`FRAME_OVERHEAD`] per frame).
     #[must_use]
-    pub fn new(max_frames: usize, max_bytes: usize) -> Self {
+    pub fn new(soft_frames: usize, max_bytes: usize) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
-            max_frames,
+            soft_frames,
             max_bytes,
             writer_wake: Notify::new(),
             room: Notify::new(),
@@ -106,21 +119,28 @@ impl Outbox {
         if q.closing || self.killed.load(Ordering::Relaxed) {
             return Push::Closed;
         }
-        if q.outstanding >= self.max_frames || q.outstanding_bytes + frame.len() > self.max_bytes {
-            let since = *q.full_since.get_or_insert_with(Instant::now);
-            return Push::Full { since };
+        let cost = frame.len() + FRAME_OVERHEAD;
+        if q.outstanding_bytes + cost > self.max_bytes {
+            return Push::Overflow;
         }
         q.outstanding += 1;
-        q.outstanding_bytes += frame.len();
+        q.outstanding_bytes += cost;
         let was_empty = q.frames.is_empty();
         q.frames.push_back(frame);
+        let result = if q.outstanding > self.soft_frames {
+            Push::Backlogged {
+                since: *q.backlog_since.get_or_insert_with(Instant::now),
+            }
+        } else {
+            Push::Queued
+        };
         drop(q);
         if was_empty {
             // If frames were already queued the writer has been woken for them and will take
             // this one in the same batch.
             self.writer_wake.notify_one();
         }
-        Push::Queued
+        result
     }
 
     /// Queues a Close frame as the last frame of the connection. With `discard`, frames not
@@ -135,11 +155,14 @@ impl Outbox {
         if discard {
             let dropped = std::mem::take(&mut q.frames);
             q.outstanding -= dropped.len();
-            q.outstanding_bytes -= dropped.iter().map(Bytes::len).sum::<usize>();
+            q.outstanding_bytes -= dropped
+                .iter()
+                .map(|f| f.len() + FRAME_OVERHEAD)
+                .sum::<usize>();
             q.discard = true;
         }
         q.outstanding += 1;
-        q.outstanding_bytes += close_frame.len();
+        q.outstanding_bytes += close_frame.len() + FRAME_OVERHEAD;
         q.frames.push_back(close_frame);
         drop(q);
         self.writer_wake.notify_one();
@@ -151,9 +174,9 @@ impl Outbox {
         self.lock().closing
     }
 
-    /// When the queue became full, if it is (still) full.
-    pub fn full_since(&self) -> Option<Instant> {
-        self.lock().full_since
+    /// When the queue crossed its soft limit, if it is still past it.
+    pub fn backlog_since(&self) -> Option<Instant> {
+        self.lock().backlog_since
     }
 
     /// Frames queued or being written.
@@ -176,7 +199,7 @@ impl Outbox {
             let keep = usize::from(front_started && !batch.is_empty());
             for dropped in batch.drain(keep..) {
                 q.outstanding -= 1;
-                q.outstanding_bytes -= dropped.len();
+                q.outstanding_bytes -= dropped.len() + FRAME_OVERHEAD;
             }
         }
         if batch.is_empty() {
@@ -190,16 +213,17 @@ impl Outbox {
         }
     }
 
-    /// Reports frames fully written by the write pump, making room in the queue.
+    /// Reports bytes written by the write pump, of which `frames` completed frames, making
+    /// room in the queue.
     pub(crate) fn written(&self, frames: usize, bytes: usize) {
         if frames == 0 && bytes == 0 {
             return;
         }
         let mut q = self.lock();
         q.outstanding -= frames;
-        q.outstanding_bytes -= bytes;
-        if q.outstanding < self.max_frames && q.outstanding_bytes < self.max_bytes {
-            q.full_since = None;
+        q.outstanding_bytes -= bytes + frames * FRAME_OVERHEAD;
+        if q.outstanding <= self.soft_frames {
+            q.backlog_since = None;
         }
         drop(q);
         self.room.notify_one();
@@ -295,26 +319,30 @@ mod tests {
     }
 
     #[test]
-    fn push_is_bounded_by_frames_and_bytes() {
-        let ob = Outbox::new(2, 100);
+    fn soft_limit_marks_backlog_and_hard_limit_refuses() {
+        let ob = Outbox::new(2, 3 * (FRAME_OVERHEAD + 1));
         assert_eq!(ob.push(b("a")), Push::Queued);
         assert_eq!(ob.push(b("b")), Push::Queued);
-        let Push::Full { since } = ob.push(b("c")) else {
-            panic!("expected full")
+        let Push::Backlogged { since } = ob.push(b("c")) else {
+            panic!("expected backlog")
         };
-        assert_eq!(ob.full_since(), Some(since));
+        assert_eq!(ob.backlog_since(), Some(since));
+        assert_eq!(ob.push(b("d")), Push::Overflow, "never past the hard bound");
         // Taking does not make room; only writing does.
         let mut batch = VecDeque::new();
         ob.take(&mut batch, false);
-        assert_eq!(batch.len(), 2);
-        assert!(matches!(ob.push(b("d")), Push::Full { .. }));
+        assert_eq!(batch.len(), 3);
+        assert_eq!(ob.push(b("d")), Push::Overflow);
         ob.written(1, 1);
-        assert_eq!(ob.full_since(), None);
-        assert_eq!(ob.push(b("e")), Push::Queued);
-
-        let ob = Outbox::new(10, 5);
-        assert_eq!(ob.push(b("abc")), Push::Queued);
-        assert!(matches!(ob.push(b("abc")), Push::Full { .. }));
+        assert_eq!(ob.backlog_since(), None, "back under the soft limit");
+        assert_eq!(
+            ob.push(b("e")),
+            Push::Backlogged {
+                since: ob.backlog_since().unwrap()
+            }
+        );
+        ob.written(3, 3);
+        assert!(ob.is_empty());
     }
 
     #[test]
@@ -326,6 +354,7 @@ mod tests {
         ob.take(&mut batch, false);
         let (done, started) = advance(&mut batch, 1);
         assert_eq!((done, started), (0, true));
+        ob.written(done, 1);
         ob.push(b("three"));
         assert!(ob.close(b("CLOSE"), true));
         assert!(!ob.close(b("CLOSE2"), true));
@@ -335,8 +364,9 @@ mod tests {
         assert_eq!(batch, VecDeque::from(vec![b("ne"), b("CLOSE")]));
         // "one" (still outstanding) + "CLOSE"; "two" and "three" were dropped.
         assert_eq!(ob.len(), 2);
-        ob.written(2, 3 + 5);
+        ob.written(2, 2 + 5);
         assert!(ob.is_empty());
+        assert_eq!(ob.lock().outstanding_bytes, 0);
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! - **Only writer.** Membership lives in [`routes::Routes`], owned by the hub task; nobody else
 //!   holds a lock on it.
 //! - **The hub never awaits a client.** Fan-out pushes one shared `Bytes` into each recipient's
-//!   bounded [`Outbox`]; a full outbox drops the frame and starts the slow-consumer grace
-//!   period. A client still full when the grace period ends is evicted with close 1008, so one
-//!   slow socket cannot stall a conversation or grow memory.
+//!   bounded [`Outbox`]. An outbox past its soft limit starts the slow-consumer grace period; a
+//!   client still past it when the grace period ends is evicted with close 1008, and one whose
+//!   outbox would cross the hard byte bound is evicted at once (it would otherwise miss a
+//!   frame). So one slow socket can neither stall a conversation nor grow memory, and nobody
+//!   silently misses a message.
 //! - **Backpressure flows toward the socket.** Read pumps *await* the bounded command queue:
 //!   when the hub is busy, they stop reading, the kernel buffer fills and TCP slows the sender.
 //! - **Sweep and pings run here** because the hub already owns the client → outbox registry:
@@ -181,7 +183,7 @@ pub struct Hub {
     cfg: HubConfig,
     routes: Routes,
     outboxes: HashMap<ClientId, Arc<Outbox>>,
-    /// Clients whose outbox was full at their last push; checked on the slow-consumer tick.
+    /// Clients whose outbox was past its soft limit at a push; checked on the slow-consumer tick.
     suspects: HashSet<ClientId>,
     metrics: Arc<Metrics>,
     ping_frame: Bytes,
@@ -282,13 +284,17 @@ impl Hub {
             };
             match outbox.push(frame.clone()) {
                 Push::Queued => delivered += 1,
-                Push::Full { since } => {
-                    metrics::inc(&self.metrics.queue_full_drops);
+                Push::Backlogged { since } => {
+                    delivered += 1;
                     if now.duration_since(since) >= self.cfg.slow_consumer_grace {
                         evict.push(member);
                     } else {
                         self.suspects.insert(member);
                     }
+                }
+                Push::Overflow => {
+                    metrics::inc(&self.metrics.queue_full_drops);
+                    evict.push(member);
                 }
                 Push::Closed => {}
             }
@@ -300,10 +306,18 @@ impl Hub {
     }
 
     fn ping_all(&mut self) {
+        let mut evict = Vec::new();
         for (client, outbox) in &self.outboxes {
-            if let Push::Full { .. } = outbox.push(self.ping_frame.clone()) {
-                self.suspects.insert(*client);
+            match outbox.push(self.ping_frame.clone()) {
+                Push::Backlogged { .. } => {
+                    self.suspects.insert(*client);
+                }
+                Push::Overflow => evict.push(*client),
+                Push::Queued | Push::Closed => {}
             }
+        }
+        for client in evict {
+            self.evict(client);
         }
     }
 
@@ -333,7 +347,7 @@ impl Hub {
             let Some(outbox) = self.outboxes.get(client) else {
                 return false;
             };
-            match outbox.full_since() {
+            match outbox.backlog_since() {
                 None => false,
                 Some(since) if now.duration_since(since) >= self.cfg.slow_consumer_grace => {
                     evict.push(*client);

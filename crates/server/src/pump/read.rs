@@ -111,8 +111,7 @@ impl ReadPump {
         metrics::inc(&self.ctx.metrics.frames_in);
         match event {
             Event::Ping(payload) => {
-                // A peer that does not read its pongs loses them; the hub's grace timer
-                // deals with it.
+                // A peer too far behind to take a pong is about to be evicted by the hub.
                 let _ = self.outbox.push(wire::encode(&Frame::pong(payload)));
                 None
             }
@@ -145,14 +144,30 @@ impl ReadPump {
             match self.outbox.push(frame.clone()) {
                 Push::Queued => return None,
                 Push::Closed => return Some(End::Killed),
-                Push::Full { .. } => {
-                    tokio::select! {
-                        biased;
-                        () = self.outbox.killed() => return Some(End::Killed),
-                        () = self.outbox.room() => {}
+                // Queued, but the peer is behind: stop reading until it catches up.
+                Push::Backlogged { .. } => {
+                    while self.outbox.backlog_since().is_some() {
+                        if !self.wait_for_room().await {
+                            return Some(End::Killed);
+                        }
+                    }
+                    return None;
+                }
+                Push::Overflow => {
+                    if !self.wait_for_room().await {
+                        return Some(End::Killed);
                     }
                 }
             }
+        }
+    }
+
+    /// Waits for the writer to make progress; `false` if the connection was killed.
+    async fn wait_for_room(&self) -> bool {
+        tokio::select! {
+            biased;
+            () = self.outbox.killed() => false,
+            () = self.outbox.room() => true,
         }
     }
 

@@ -1,0 +1,173 @@
+//! Conversation fan-out: every member gets every broadcast once, in order; senders do not
+//! get their own; other conversations get nothing.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rfc6455::{CloseCode, Event, Message};
+use tokio_tungstenite::tungstenite;
+
+use crate::support::{test_config, Server, TestClient};
+
+const MEMBERS: usize = 24;
+const SENDERS: usize = 3;
+const PER_SENDER: usize = 60;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_members_receive_every_broadcast_once_in_order() {
+    let server = Server::start(test_config()).await;
+    let mut members = Vec::new();
+    for _ in 0..MEMBERS {
+        members.push(TestClient::connect(server.addr, "/ws?conversation_id=1").await);
+    }
+    let mut outsider = TestClient::connect(server.addr, "/ws?conversation_id=2").await;
+    // A peer's view: a third-party client in the same conversation.
+    let (mut peer, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?conversation_id=1", server.addr))
+            .await
+            .expect("tungstenite connects");
+    // Joins are processed by the hub in order before any later broadcast from these sockets,
+    // but a broadcast from one socket can overtake another socket's join: settle first.
+    crate::support::eventually("all members registered", || async {
+        server.metric("chatgroup_connections_open").await == (MEMBERS + 2) as u64
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The first SENDERS members send concurrently.
+    let mut senders: Vec<TestClient> = members.drain(..SENDERS).collect();
+    let send_all = async {
+        for i in 0..PER_SENDER {
+            for (s, client) in senders.iter_mut().enumerate() {
+                client.send_text(&format!("s{s} m{i}")).await;
+            }
+        }
+        senders
+    };
+    let receivers = members;
+    let receive_all =
+        futures_util::future::join_all(receivers.into_iter().map(|mut c| async move {
+            let mut next = [0usize; SENDERS];
+            for _ in 0..SENDERS * PER_SENDER {
+                let text = c.expect_text().await;
+                let (s, i) = parse(&text);
+                assert_eq!(
+                    i, next[s],
+                    "messages from sender {s} arrive in order, exactly once"
+                );
+                next[s] += 1;
+            }
+            c
+        }));
+    let peer_view = async {
+        let mut next = [0usize; SENDERS];
+        let mut got = 0;
+        while got < SENDERS * PER_SENDER {
+            match peer
+                .next()
+                .await
+                .expect("peer stream open")
+                .expect("peer frame")
+            {
+                tungstenite::Message::Text(t) => {
+                    let (s, i) = parse(t.as_str());
+                    assert_eq!(i, next[s]);
+                    next[s] += 1;
+                    got += 1;
+                }
+                tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+                other => panic!("peer got {other:?}"),
+            }
+        }
+        peer
+    };
+    let (mut senders, receivers, mut peer) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(send_all, receive_all, peer_view)
+    })
+    .await
+    .expect("fan-out finished in time");
+
+    // Nothing more arrives: no duplicates, and senders never got their own messages
+    // (each sender received exactly the other senders' messages).
+    for (s, client) in senders.iter_mut().enumerate() {
+        let mut next = [0usize; SENDERS];
+        for _ in 0..(SENDERS - 1) * PER_SENDER {
+            let (from, i) = parse(&client.expect_text().await);
+            assert_ne!(from, s, "a sender does not receive its own broadcast");
+            assert_eq!(i, next[from]);
+            next[from] += 1;
+        }
+    }
+    for mut client in receivers.into_iter().chain(senders) {
+        assert!(
+            client
+                .next_event_within(Duration::from_millis(150))
+                .await
+                .is_err(),
+            "no extra messages"
+        );
+        client.close().await;
+    }
+    assert!(
+        outsider
+            .next_event_within(Duration::from_millis(100))
+            .await
+            .is_err(),
+        "another conversation hears nothing"
+    );
+    outsider.close().await;
+
+    // The peer's messages reach our members too.
+    peer.send(tungstenite::Message::Text("from tungstenite".into()))
+        .await
+        .unwrap();
+    let mut listener = TestClient::connect(server.addr, "/ws?conversation_id=1").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    peer.send(tungstenite::Message::Text("second".into()))
+        .await
+        .unwrap();
+    assert_eq!(listener.expect_text().await, "second");
+    peer.close(None).await.unwrap();
+
+    assert!(server.metric("chatgroup_broadcasts_total").await >= (SENDERS * PER_SENDER) as u64);
+    listener.close().await;
+    server.stop().await;
+}
+
+fn parse(text: &str) -> (usize, usize) {
+    let (s, m) = text.split_once(' ').expect("s<n> m<i>");
+    (s[1..].parse().unwrap(), m[1..].parse().unwrap())
+}
+
+#[tokio::test]
+async fn binary_in_chat_mode_is_refused_with_1003() {
+    let server = Server::start(test_config()).await;
+    let mut a = TestClient::connect(server.addr, "/ws?conversation_id=9").await;
+    a.send_frame(&rfc6455::Frame::binary(&b"\x00\x01"[..]))
+        .await;
+    a.expect_close(CloseCode::UNSUPPORTED_DATA).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn echo_endpoint_only_with_flag() {
+    let server = Server::start(test_config()).await;
+    let resp = crate::support::http(server.addr, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(resp.status, 404);
+    server.stop().await;
+
+    let mut cfg = test_config();
+    cfg.echo = true;
+    let server = Server::start(cfg).await;
+    let mut c = TestClient::connect(server.addr, "/echo").await;
+    c.send_text("ping").await;
+    assert_eq!(c.expect_text().await, "ping", "echo mode echoes verbatim");
+    c.send_frame(&rfc6455::Frame::binary(vec![7u8; 70_000]))
+        .await;
+    match c.next_event().await {
+        Some(Event::Message(Message::Binary(b))) => assert_eq!(b.len(), 70_000),
+        other => panic!("expected binary echo, got {other:?}"),
+    }
+    c.close().await;
+    server.stop().await;
+}
