@@ -17,6 +17,7 @@
 //! | [`Reader`], [`Writer`] | the two halves of a connection: events in, frames out |
 //! | [`CloseCode`], [`CloseFrame`], [`CloseHandshake`] | close codes and the closing handshake |
 //! | [`ProtocolError`], [`HandshakeError`] | errors, each with its close code or HTTP status |
+//! | `io` (feature `tokio`) | `accept`, `connect`, an async `WebSocket` with split halves |
 //!
 //! # A server in a few lines
 //!
@@ -52,6 +53,19 @@
 //! assert_eq!(&out[..], [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
 //! ```
 //!
+//! # Async I/O (feature `tokio`)
+//!
+//! The `tokio` feature adds the `io` module: `io::accept` and `io::connect` run
+//! the opening handshake over any `AsyncRead + AsyncWrite + Unpin` transport and
+//! return an `io::WebSocket` whose `recv` answers pings and close frames by
+//! itself and which splits into a receive and a send half for two tasks. It
+//! brings tokio and, for the client's keys and masks, the OS random number
+//! generator (`getrandom`); without the feature the crate has neither.
+//!
+//! ```toml
+//! rfc6455 = { version = "0.1", features = ["tokio"] }
+//! ```
+//!
 //! # Errors and close codes
 //!
 //! Every [`ProtocolError`] knows its close code ([`ProtocolError::close_code`]):
@@ -68,6 +82,8 @@ mod error;
 mod frame;
 pub mod handshake;
 mod header;
+#[cfg(feature = "tokio")]
+pub mod io;
 pub mod mask;
 mod message;
 mod opcode;
