@@ -152,7 +152,7 @@ mod tests {
     async fn negotiates_a_protocol_and_reads_frames_sent_with_the_101() {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
         let server = tokio::spawn(async move {
-            let mut ws = accept(server_io, &AcceptConfig::default(), |req| {
+            let mut ws = accept(server_io, AcceptConfig::default(), |req| {
                 Ok(req.choose_protocol(&["v2"]).map(String::from))
             })
             .await
@@ -176,7 +176,7 @@ mod tests {
     async fn a_refusal_is_reported_with_its_status() {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
         let server = tokio::spawn(async move {
-            accept(server_io, &AcceptConfig::default(), |_| {
+            accept(server_io, AcceptConfig::default(), |_| {
                 Err(crate::HandshakeError::OriginNotAllowed)
             })
             .await

@@ -59,7 +59,7 @@
 //! loop {
 //!     let (tcp, _) = listener.accept().await?;
 //!     tokio::spawn(async move {
-//!         let mut ws = accept(tcp, &AcceptConfig::default(), |_| Ok(None)).await?;
+//!         let mut ws = accept(tcp, AcceptConfig::default(), |_| Ok(None)).await?;
 //!         while let Some(message) = ws.recv().await? {
 //!             ws.send(message).await?;
 //!         }

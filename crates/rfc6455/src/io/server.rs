@@ -73,7 +73,8 @@ impl Default for AcceptConfig {
 /// ([`write_reject`]) and then closes the transport. Bytes the client sent
 /// right behind its head are kept for the connection.
 ///
-/// There is no timeout here: wrap the call in `tokio::time::timeout` so that
+/// `config` is taken by value (it is `Copy`) so that the future borrows nothing
+/// but `io`. There is no timeout here: wrap the call in `tokio::time::timeout` so that
 /// a client that never finishes its head cannot hold the task.
 ///
 /// # Errors
@@ -92,7 +93,7 @@ impl Default for AcceptConfig {
 ///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 ///     Sec-WebSocket-Version: 13\r\nOrigin: https://evil.example\r\n\r\n").await?;
 ///
-/// let result = accept(server_io, &AcceptConfig::default(), |req| {
+/// let result = accept(server_io, AcceptConfig::default(), |req| {
 ///     match req.origin {
 ///         Some("https://example.com") | None => Ok(req.choose_protocol(&["chat"]).map(String::from)),
 ///         Some(_) => Err(HandshakeError::OriginNotAllowed),
@@ -107,7 +108,7 @@ impl Default for AcceptConfig {
 /// # Ok(())
 /// # }
 /// ```
-pub async fn accept<S, F>(mut io: S, config: &AcceptConfig, policy: F) -> Result<WebSocket<S>>
+pub async fn accept<S, F>(mut io: S, config: AcceptConfig, policy: F) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&UpgradeRequest<'_>) -> std::result::Result<Option<String>, HandshakeError>,
@@ -210,7 +211,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         client.write_all(request).await.unwrap();
         let chosen = chosen.map(str::to_owned);
-        let task = tokio::spawn(async move { accept(server, &config, |_| Ok(chosen)).await });
+        let task = tokio::spawn(async move { accept(server, config, |_| Ok(chosen)).await });
         let mut response = vec![0; 4096];
         let n = client.read(&mut response).await.unwrap();
         drop(task.await.unwrap());
@@ -253,7 +254,7 @@ mod tests {
         ]);
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         client.write_all(&request).await.unwrap();
-        let mut ws = accept(server, &AcceptConfig::default(), |_| Ok(None))
+        let mut ws = accept(server, AcceptConfig::default(), |_| Ok(None))
             .await
             .unwrap();
         assert_eq!(

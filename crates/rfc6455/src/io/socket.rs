@@ -215,7 +215,7 @@ impl Outbox {
 ///
 /// let (client_io, server_io) = tokio::io::duplex(64 * 1024);
 /// let server = tokio::spawn(async move {
-///     let mut ws = accept(server_io, &AcceptConfig::default(), |_| Ok(None)).await?;
+///     let mut ws = accept(server_io, AcceptConfig::default(), |_| Ok(None)).await?;
 ///     while let Some(message) = ws.recv().await? {
 ///         ws.send(message).await?; // echo
 ///     }
@@ -446,7 +446,7 @@ struct SendSide<S> {
 ///
 /// let (client_io, server_io) = tokio::io::duplex(64 * 1024);
 /// let server = tokio::spawn(async move {
-///     let ws = accept(server_io, &AcceptConfig::default(), |_| Ok(None)).await?;
+///     let ws = accept(server_io, AcceptConfig::default(), |_| Ok(None)).await?;
 ///     let (mut rx, tx) = ws.split();
 ///     // One task sends, another receives.
 ///     let sender = tokio::spawn(async move {
