@@ -30,6 +30,9 @@ pub(crate) struct Cli {
     /// Name of the server under test, copied into the report.
     #[arg(long, global = true, default_value = "server")]
     pub(crate) label: String,
+    /// Free-form name of this run (e.g. `echo-32b`), copied into the report.
+    #[arg(long, global = true, default_value = "")]
+    pub(crate) tag: String,
     /// Seconds of load before measuring starts (echo, fanout).
     #[arg(long, global = true, default_value_t = 1.0)]
     pub(crate) warmup: f64,

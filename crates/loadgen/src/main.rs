@@ -38,7 +38,8 @@ use session::Target;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
-        Ok(report) => {
+        Ok(mut report) => {
+            report.tag.clone_from(&cli.tag);
             println!("{}", report.to_json());
             if !cli.quiet {
                 eprint!("{}", report.to_table());

@@ -3,6 +3,7 @@
 //! Rates are reported per server core-second, so both the server's CPU time (pass its
 //! PID) and the generator's own are sampled at the edges of the measured window.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -69,30 +70,77 @@ fn parse_vm_rss(status: &str) -> anyhow::Result<u64> {
     bail!("no VmRSS line")
 }
 
+/// Per-thread CPU time of a process in nanoseconds, from `/proc/PID/task/*/schedstat`
+/// (nanosecond resolution, where `/proc/PID/stat` only counts 10 ms ticks).
+fn thread_cpu_ns(pid: Pid) -> Option<HashMap<u64, u64>> {
+    let dir = format!("{}/task", pid.dir());
+    let mut threads = HashMap::new();
+    for entry in std::fs::read_dir(dir).ok()? {
+        let Ok(entry) = entry else { continue };
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        // A thread may exit between listing and reading; it then simply is not counted.
+        let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+            continue;
+        };
+        let ns = text.split_ascii_whitespace().next()?.parse().ok()?;
+        threads.insert(tid, ns);
+    }
+    Some(threads)
+}
+
+/// CPU time of one process at one instant: per thread when the kernel offers it, else the
+/// process total.
+#[derive(Debug, Clone)]
+struct ProcessCpu {
+    threads: Option<HashMap<u64, u64>>,
+    total: Duration,
+}
+
+impl ProcessCpu {
+    fn take(pid: Pid) -> anyhow::Result<Self> {
+        Ok(Self {
+            threads: thread_cpu_ns(pid),
+            total: cpu_time(pid)?,
+        })
+    }
+
+    /// CPU seconds between `earlier` and `self`. Per-thread sums keep nanosecond precision
+    /// (a thread born in between counts from zero); without them, 10 ms ticks.
+    fn since(&self, earlier: &ProcessCpu) -> f64 {
+        if let (Some(now), Some(then)) = (&self.threads, &earlier.threads) {
+            let ns: u64 = now
+                .iter()
+                .map(|(tid, ns)| ns.saturating_sub(then.get(tid).copied().unwrap_or(0)))
+                .sum();
+            return ns as f64 / 1e9;
+        }
+        self.total.saturating_sub(earlier.total).as_secs_f64()
+    }
+}
+
 /// CPU time of the generator and (when known) the server at one instant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct CpuSample {
-    generator: Duration,
-    server: Option<Duration>,
+    generator: ProcessCpu,
+    server: Option<ProcessCpu>,
 }
 
 impl CpuSample {
     /// Samples both processes now.
     pub(crate) fn take(server: Option<u32>) -> anyhow::Result<Self> {
         Ok(Self {
-            generator: cpu_time(Pid::SelfProcess)?,
-            server: server.map(|id| cpu_time(Pid::Id(id))).transpose()?,
+            generator: ProcessCpu::take(Pid::SelfProcess)?,
+            server: server.map(|id| ProcessCpu::take(Pid::Id(id))).transpose()?,
         })
     }
 
     /// CPU seconds used by (generator, server) between `earlier` and `self`.
     pub(crate) fn since(&self, earlier: &CpuSample) -> (f64, Option<f64>) {
-        let generator = self
-            .generator
-            .saturating_sub(earlier.generator)
-            .as_secs_f64();
-        let server = match (self.server, earlier.server) {
-            (Some(now), Some(then)) => Some(now.saturating_sub(then).as_secs_f64()),
+        let generator = self.generator.since(&earlier.generator);
+        let server = match (&self.server, &earlier.server) {
+            (Some(now), Some(then)) => Some(now.since(then)),
             _ => None,
         };
         (generator, server)
@@ -127,5 +175,23 @@ mod tests {
         }
         assert!(x > 0);
         assert!(cpu_time(Pid::SelfProcess).unwrap() > Duration::ZERO);
+    }
+
+    #[test]
+    fn per_thread_sampling_sees_a_busy_thread() {
+        let before = CpuSample::take(Some(std::process::id())).unwrap();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
+        let after = CpuSample::take(Some(std::process::id())).unwrap();
+        let (generator, server) = after.since(&before);
+        let server = server.unwrap();
+        assert!(generator > 0.0, "{generator}");
+        assert!(server > 0.0, "{server}");
+        assert!(
+            after.generator.threads.is_some(),
+            "schedstat is readable here"
+        );
     }
 }

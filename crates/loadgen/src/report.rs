@@ -48,6 +48,8 @@ pub(crate) struct Report {
     pub(crate) scenario: &'static str,
     /// The label given with `--label` (which server this was).
     pub(crate) server: String,
+    /// The name given with `--tag` (which case of a suite this was).
+    pub(crate) tag: String,
     /// The scenario's parameters, as given.
     pub(crate) params: serde_json::Value,
     /// Length of the measured window in seconds.
@@ -72,6 +74,7 @@ impl Report {
         Self {
             scenario,
             server: server.to_owned(),
+            tag: String::new(),
             params,
             window_s: 0.0,
             gen_cpu_s: 0.0,

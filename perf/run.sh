@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The performance comparison of issue 4: chatgroup against tokio-tungstenite, fastwebsockets
+# and Node ws, same machine, same run.
+#
+#   perf/run.sh            full run: every case, 3 rounds (about 15 minutes)
+#   perf/run.sh --quick    shorter windows, smaller counts, 1 round (about 3 minutes)
+#
+# Options:
+#   --rounds N             rounds (default 3; --quick sets 1)
+#   --servers "a b"        subset of: chatgroup tungstenite fastws node
+#   --cases "x y"          subset of the case names below
+#   --no-build             use the binaries already built
+#
+# Each server is started fresh for every case and round, pinned to core 0 (taskset -c 0);
+# the generator is pinned to core 1. Rounds are the outer loop, so a slow minute on a shared
+# machine hits every server alike rather than one. Every generator run appends one JSON line
+# to perf/results/raw-<time>.jsonl; perf/summarize.py turns them into medians, ratios and the
+# issue's targets, printed and written to perf/results/latest.md (git-ignored).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+CMDLINE="perf/run.sh${*:+ $*}"
+QUICK=0
+ROUNDS=""
+SERVERS="chatgroup tungstenite fastws node"
+CASES=""
+BUILD=1
+while (($#)); do
+    case "$1" in
+    --quick) QUICK=1 ;;
+    --rounds) ROUNDS="$2"; shift ;;
+    --servers) SERVERS="$2"; shift ;;
+    --cases) CASES="$2"; shift ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 64 ;;
+    esac
+    shift
+done
+
+if ((QUICK)); then
+    ROUNDS="${ROUNDS:-1}"
+    TIMING=(--warmup 0.5 --duration 2)
+    IDLE_SMALL=5000
+    STORM_K=2000
+else
+    ROUNDS="${ROUNDS:-3}"
+    TIMING=(--warmup 1 --duration 5)
+    IDLE_SMALL=10000
+    STORM_K=5000
+fi
+
+# name | generator arguments. The first five mirror issue 4's targets one to one.
+ALL_CASES=(
+    "echo-32b|echo --conns 100 --window 16 --size 32"
+    "echo-16k|echo --conns 100 --window 16 --size 16384"
+    "fanout-1000|fanout --subscribers 1000 --size 64 --window 16"
+    "fanout-100hz|fanout --subscribers 1000 --size 64 --rate 100"
+    "idle-$((IDLE_SMALL / 1000))k|idle --conns $IDLE_SMALL --hold 2"
+    "idle-19k|idle --conns 19000 --hold 2"
+    "storm-$((STORM_K / 1000))k|storm --conns $STORM_K --concurrency 128"
+)
+if ((QUICK)); then
+    unset 'ALL_CASES[5]' # 19,000 connections take most of a quick run's time
+fi
+SELECTED=()
+for c in "${ALL_CASES[@]}"; do
+    name="${c%%|*}"
+    if [[ -z "$CASES" || " $CASES " == *" $name "* ]]; then
+        SELECTED+=("$c")
+    fi
+done
+if ((${#SELECTED[@]} == 0)); then
+    echo "no case matches --cases \"$CASES\"" >&2
+    exit 64
+fi
+
+# 19,000 connections need 19,000 descriptors on each side of loopback.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (($(ulimit -n) < 19100)); then
+    echo "warning: open-file limit $(ulimit -n) is below 19,100; idle-19k will fail" >&2
+fi
+
+if (($(nproc) >= 2)); then
+    PIN_SERVER=(taskset -c 0)
+    PIN_GEN=(taskset -c 1)
+else
+    echo "warning: fewer than 2 cores: server and generator are not pinned apart" >&2
+    PIN_SERVER=()
+    PIN_GEN=()
+fi
+
+if ((BUILD)); then
+    echo "== building chatgroup and loadgen (release)"
+    cargo build --release -p chatgroup -p chatgroup-loadgen --bin chatgroup --bin loadgen
+    if [[ " $SERVERS " == *" tungstenite "* || " $SERVERS " == *" fastws "* ]]; then
+        echo "== building the Rust peers (release, own workspace)"
+        (cd perf/peers/rust && cargo build --release --target-dir ../target)
+    fi
+    if [[ " $SERVERS " == *" node "* ]]; then
+        echo "== installing the Node peer (ws, bufferutil, utf-8-validate)"
+        (cd perf/peers/node && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+fi
+LOADGEN="$ROOT/target/release/loadgen"
+PEERS="$ROOT/perf/peers/target/release"
+
+mkdir -p perf/results
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+RAW="perf/results/raw-$STAMP.jsonl"
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/chatgroup-perf.XXXXXX")"
+SPID=""
+
+stop_server() {
+    if [[ -n "$SPID" ]]; then
+        kill -TERM "$SPID" 2>/dev/null || true
+        for _ in $(seq 100); do
+            kill -0 "$SPID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SPID" 2>/dev/null || true
+        wait "$SPID" 2>/dev/null || true
+        SPID=""
+    fi
+}
+trap 'stop_server; rm -rf "$SCRATCH"' EXIT
+
+# start_server NAME PORT: starts it pinned, sets SPID, waits until the port accepts.
+start_server() {
+    local name=$1 port=$2 addr="127.0.0.1:$2"
+    local log="$SCRATCH/$name.log"
+    case "$name" in
+    chatgroup)
+        rm -rf "$SCRATCH/data"
+        "${PIN_SERVER[@]}" target/release/chatgroup --listen "$addr" --data-dir "$SCRATCH/data" \
+            --echo --log warn >"$log" 2>&1 &
+        ;;
+    tungstenite) "${PIN_SERVER[@]}" "$PEERS/tungstenite-peer" "$addr" >"$log" 2>&1 & ;;
+    fastws) "${PIN_SERVER[@]}" "$PEERS/fastws-peer" "$addr" >"$log" 2>&1 & ;;
+    node) "${PIN_SERVER[@]}" node perf/peers/node/server.js "$addr" >"$log" 2>&1 & ;;
+    *) echo "unknown server $name" >&2; exit 64 ;;
+    esac
+    SPID=$!
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            sleep 0.2 # let the probe connection go before measuring memory
+            return 0
+        fi
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "server $name did not start on $addr:" >&2
+    cat "$log" >&2
+    exit 1
+}
+
+echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
+echo "== $ROUNDS round(s) x ${#SELECTED[@]} case(s) x servers: $SERVERS; raw results in $RAW"
+PORT=$((20000 + RANDOM % 20000))
+RUN_START=$SECONDS
+FAILED=0
+for round in $(seq "$ROUNDS"); do
+    for server in $SERVERS; do
+        for c in "${SELECTED[@]}"; do
+            name="${c%%|*}"
+            read -r -a args <<<"${c#*|}"
+            PORT=$((PORT + 1))
+            start_server "$server" "$PORT"
+            printf '   round %d  %-11s %-13s ' "$round" "$server" "$name"
+            set +e
+            "${PIN_GEN[@]}" "$LOADGEN" --addr "127.0.0.1:$PORT" --server-pid "$SPID" \
+                --label "$server" --tag "$name" --quiet "${TIMING[@]}" "${args[@]}" \
+                >"$SCRATCH/out.json" 2>"$SCRATCH/err.txt"
+            rc=$?
+            set -e
+            stop_server
+            if [[ -s "$SCRATCH/out.json" ]]; then
+                cat "$SCRATCH/out.json" >>"$RAW"
+                python3 - "$SCRATCH/out.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+m = r["metrics"]
+keys = ["msgs_per_s", "deliveries_per_s", "p99_us", "rss_per_conn_bytes", "handshakes_per_s"]
+shown = ", ".join(f"{k}={m[k]:.0f}" for k in keys if k in m)
+print(f"{shown}  server_cpu={r.get('server_cpu_s') or 0:.2f}s errors={r['errors']}")
+EOF
+            else
+                echo "no report (exit $rc)"
+            fi
+            if ((rc != 0)); then
+                FAILED=$((FAILED + 1))
+                sed 's/^/      /' "$SCRATCH/err.txt" | tail -5
+            fi
+        done
+    done
+done
+echo "== done in $((SECONDS - RUN_START)) s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
+
+{
+    echo "Command: \`$CMDLINE\` at $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $STAMP"
+    echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r); load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    python3 perf/summarize.py "$RAW"
+} | tee perf/results/latest.md
+if ((FAILED)); then
+    echo "warning: $FAILED generator run(s) reported errors; see $RAW" >&2
+    exit 1
+fi

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Turns loadgen's JSON lines into the comparison tables of issue 4.
+
+    python3 perf/summarize.py perf/results/raw-*.jsonl
+
+Medians over rounds per (case, server); ratios are chatgroup relative to each peer, written
+so that above 1 always means chatgroup is better (higher rate, or lower latency and memory).
+Output is Markdown, ready for the README's Performance section.
+"""
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+OURS = "chatgroup"
+SERVER_ORDER = [OURS, "tungstenite", "fastws", "node"]
+SERVER_NAMES = {
+    OURS: "chatgroup",
+    "tungstenite": "tokio-tungstenite",
+    "fastws": "fastwebsockets",
+    "node": "Node ws",
+}
+
+# Per case family: (metric, label, higher is better).
+METRICS = {
+    "echo": [
+        ("msgs_per_server_core_s", "msg/s per server core-s", True),
+        ("msgs_per_s", "msg/s", True),
+        ("p99_us", "p99 round trip", False),
+    ],
+    "fanout": [
+        ("deliveries_per_server_core_s", "deliveries/s per server core-s", True),
+        ("deliveries_per_s", "deliveries/s", True),
+        ("p99_us", "p99 publish to receipt", False),
+    ],
+    "fanout-rate": [
+        ("p50_us", "p50 publish to receipt", False),
+        ("p99_us", "p99 publish to receipt", False),
+    ],
+    "idle": [("rss_per_conn_bytes", "server RSS per connection", False)],
+    "storm": [
+        ("handshakes_per_server_core_s", "handshakes/s per server core-s", True),
+        ("handshakes_per_s", "handshakes/s", True),
+    ],
+}
+
+# Issue 4's targets: (case, metric, kind, threshold); kind "ratio" compares with
+# tokio-tungstenite, "max" is an absolute ceiling on chatgroup's own figure.
+TARGETS = [
+    ("echo-32b", "msgs_per_server_core_s", "ratio", 3.0),
+    ("echo-16k", "msgs_per_server_core_s", "ratio", 1.6),
+    ("fanout-1000", "deliveries_per_server_core_s", "ratio", 1.8),
+    ("fanout-100hz", "p99_us", "max", 5000.0),
+    ("idle-10k", "rss_per_conn_bytes", "max", 2048.0),
+    ("idle-19k", "rss_per_conn_bytes", "max", 2048.0),
+    ("storm-5k", "handshakes_per_server_core_s", "ratio", 1.5),
+]
+
+
+def family(report):
+    scenario = report["scenario"]
+    if scenario == "fanout" and report["params"].get("rate"):
+        return "fanout-rate"
+    return scenario
+
+
+def fmt(metric, value):
+    if value is None:
+        return "–"
+    if metric.endswith("_us"):
+        return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} µs"
+    if metric.endswith("_bytes"):
+        return f"{value / 1024:.1f} KiB" if value >= 10240 else f"{value:,.0f} B"
+    if value >= 1e6:
+        return f"{value / 1e6:.2f} M"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f} k"
+    return f"{value:.0f}"
+
+
+def ratio(ours, peer, higher_better):
+    if ours is None or peer is None or ours <= 0 or peer <= 0:
+        return None
+    return ours / peer if higher_better else peer / ours
+
+
+def main(paths):
+    runs = defaultdict(list)  # (tag, server) -> reports
+    fam = {}
+    order = []
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                r = json.loads(line)
+                tag = r.get("tag") or r["scenario"]
+                runs[(tag, r["server"])].append(r)
+                fam[tag] = family(r)
+                if tag not in order:
+                    order.append(tag)
+    servers = [s for s in SERVER_ORDER if any(k[1] == s for k in runs)]
+    servers += sorted({k[1] for k in runs} - set(servers))
+    peers = [s for s in servers if s != OURS]
+
+    def median(tag, server, metric):
+        values = [r["metrics"][metric] for r in runs.get((tag, server), []) if metric in r["metrics"]]
+        return statistics.median(values) if values else None
+
+    def errors(tag, server):
+        return sum(r["errors"] for r in runs.get((tag, server), []))
+
+    rounds = max((len(v) for v in runs.values()), default=0)
+    print(f"Medians of {rounds} run(s); server pinned to core 0, generator to core 1. "
+          "Ratios are chatgroup relative to each peer: above 1 means chatgroup is better "
+          "(faster, or less latency or memory).")
+    print()
+    head = ["case", "figure"] + [SERVER_NAMES.get(s, s) for s in servers]
+    if OURS in servers:
+        head += [f"× {SERVER_NAMES.get(p, p)}" for p in peers]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|")
+    flagged = []
+    for tag in order:
+        for metric, label, higher in METRICS.get(fam[tag], []):
+            cells = [tag, label]
+            for s in servers:
+                v = median(tag, s, metric)
+                mark = ""
+                if errors(tag, s):
+                    mark = " (!)"
+                    flagged.append((tag, s))
+                cells.append(fmt(metric, v) + mark)
+            if OURS in servers:
+                ours = median(tag, OURS, metric)
+                for p in peers:
+                    x = ratio(ours, median(tag, p, metric), higher)
+                    cells.append("–" if x is None else f"{x:.2f}")
+            print("| " + " | ".join(cells) + " |")
+    print()
+
+    print("CPU use in the measured window (median share of one core): server / generator.")
+    print()
+    print("| case | " + " | ".join(SERVER_NAMES.get(s, s) for s in servers) + " |")
+    print("|---|" + "|".join(["---:"] * len(servers)) + "|")
+    for tag in order:
+        cells = [tag]
+        for s in servers:
+            sv, gv = median(tag, s, "server_cpu_util"), median(tag, s, "gen_cpu_util")
+            cells.append("–" if sv is None else f"{sv:.2f} / {gv:.2f}")
+        print("| " + " | ".join(cells) + " |")
+    print()
+
+    if OURS in servers:
+        print("Issue 4's targets:")
+        print()
+        print("| target | measured | holds |")
+        print("|---|---:|:---:|")
+        for tag, metric, kind, threshold in TARGETS:
+            if tag not in fam:
+                continue
+            ours = median(tag, OURS, metric)
+            if kind == "ratio":
+                higher = next(h for m, _, h in METRICS[fam[tag]] if m == metric)
+                x = ratio(ours, median(tag, "tungstenite", metric), higher)
+                want = f"{tag}: ≥ {threshold:g}× tokio-tungstenite ({metric})"
+                got = "–" if x is None else f"{x:.2f}×"
+                ok = x is not None and x >= threshold
+            else:
+                want = f"{tag}: {metric} ≤ {fmt(metric, threshold)}"
+                got = fmt(metric, ours)
+                ok = ours is not None and ours <= threshold
+            print(f"| {want} | {got} | {'yes' if ok else 'no'} |")
+        print()
+
+    if flagged:
+        print("(!) runs with errors (lost, repeated or misordered messages, failed connections):")
+        for tag, s in sorted(set(flagged)):
+            samples = [e for r in runs[(tag, s)] for e in r["error_samples"]][:3]
+            print(f"- {tag} on {s}: {errors(tag, s)} error(s), e.g. {'; '.join(samples)}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: summarize.py RESULTS.jsonl...")
+    main(sys.argv[1:])
