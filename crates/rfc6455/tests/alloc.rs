@@ -211,3 +211,28 @@ fn the_counter_sees_allocations() {
         "allocation and growth are both counted: {allocs}"
     );
 }
+
+#[test]
+fn holding_payloads_costs_allocations_per_read_not_per_frame() {
+    // An application that keeps payloads (queued for other clients, say) stops
+    // the buffer's storage from being reclaimed; the next read then moves into
+    // fresh storage. That is a cost per read, never per frame.
+    let (wire, _) = small_masked_frames(OpCode::Binary);
+    let reads = wire.len().div_ceil(READ_SIZE);
+    let mut decoder = Decoder::new(CodecConfig::server());
+    let mut buf = BytesMut::with_capacity(BUFFER_CAPACITY);
+    let mut held = Vec::with_capacity(FRAMES);
+    let (allocs, (frames, _)) = allocations_during(|| {
+        serve(&wire, &mut buf, |buf| {
+            let frame = decoder.decode(buf).expect("valid frames")?;
+            let len = frame.payload.len();
+            held.push(frame.payload);
+            Some(len)
+        })
+    });
+    assert_eq!(frames, FRAMES);
+    assert!(
+        allocs <= 2 * reads as u64,
+        "{allocs} allocations for {reads} reads of {FRAMES} frames"
+    );
+}
