@@ -21,6 +21,10 @@ pub enum WriteError {
     /// A control frame payload over 125 bytes (§5.5).
     #[error("control frame payload over 125 bytes")]
     ControlTooLong,
+    /// A control opcode passed where only data opcodes belong: control frames are
+    /// never fragmented (§5.5) and go through [`Writer::frame`], `ping`, `pong` or `close`.
+    #[error("control opcode in a data fragment")]
+    NotData,
 }
 
 /// Encodes outgoing frames for one role and enforces the send-side rules: mask
@@ -116,8 +120,22 @@ impl Writer {
     /// `Continuation` after it; `fin` marks the last. The caller keeps the order.
     ///
     /// # Errors
-    /// [`WriteError::Closed`] after a close frame was sent.
+    /// [`WriteError::NotData`] for a control opcode; [`WriteError::Closed`] after a
+    /// close frame was sent.
     pub fn fragment(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), WriteError> {
+        if opcode.is_control() {
+            return Err(WriteError::NotData);
+        }
+        self.data_or_control(opcode, fin, payload, dst)
+    }
+
+    fn data_or_control(
         &mut self,
         opcode: OpCode,
         fin: bool,
@@ -203,7 +221,7 @@ impl Writer {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(WriteError::ControlTooLong);
         }
-        self.fragment(opcode, true, payload, dst)
+        self.data_or_control(opcode, true, payload, dst)
     }
 
     fn put(&mut self, fin: bool, opcode: OpCode, payload: &[u8], dst: &mut BytesMut) {
@@ -263,5 +281,16 @@ mod tests {
         let mut out = BytesMut::new();
         assert_eq!(w.ping(&[0; 126], &mut out), Err(WriteError::ControlTooLong));
         w.ping(&[0; 125], &mut out).unwrap();
+        let before = out.len();
+        assert_eq!(
+            w.fragment(OpCode::Ping, false, b"x", &mut out),
+            Err(WriteError::NotData)
+        );
+        assert_eq!(
+            w.fragment(OpCode::Close, true, b"", &mut out),
+            Err(WriteError::NotData)
+        );
+        assert_eq!(out.len(), before, "nothing written for a refused frame");
+        assert!(w.close_state() == CloseState::Open);
     }
 }
