@@ -10,6 +10,8 @@
 #   --servers "a b"        subset of: chatgroup tungstenite fastws node
 #   --cases "x y"          subset of the case names below
 #   --no-build             use the binaries already built
+#   --wait-quiet SECS      before each round, wait up to SECS for the machine to be idle
+#                          (other processes under 0.3 cores), so shared machines skew less
 #
 # Each server is started fresh for every case and round, pinned to core 0 (taskset -c 0);
 # the generator is pinned to core 1. Rounds are the outer loop, so a slow minute on a shared
@@ -27,6 +29,7 @@ ROUNDS=""
 SERVERS="chatgroup tungstenite fastws node"
 CASES=""
 BUILD=1
+WAIT_QUIET=0
 while (($#)); do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -34,6 +37,7 @@ while (($#)); do
     --servers) SERVERS="$2"; shift ;;
     --cases) CASES="$2"; shift ;;
     --no-build) BUILD=0 ;;
+    --wait-quiet) WAIT_QUIET="$2"; shift ;;
     -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 64 ;;
     esac
@@ -156,12 +160,42 @@ start_server() {
     exit 1
 }
 
+# Busy cores over one second, from /proc/stat (everything but idle and iowait).
+busy_cores() {
+    local a b
+    read -r -a a < <(grep '^cpu ' /proc/stat)
+    sleep 1
+    read -r -a b < <(grep '^cpu ' /proc/stat)
+    local busy=0 i
+    for i in 1 2 3 6 7 8; do busy=$((busy + b[i] - a[i])); done
+    # USER_HZ is 100: ticks per second per core.
+    echo "$busy" | awk '{ printf "%.2f", $1 / 100 }'
+}
+
+wait_quiet() {
+    ((WAIT_QUIET > 0)) || return 0
+    local until=$((SECONDS + WAIT_QUIET)) busy
+    while :; do
+        busy="$(busy_cores)"
+        if awk -v b="$busy" 'BEGIN { exit !(b < 0.3) }'; then
+            echo "== machine idle ($busy cores busy)"
+            return 0
+        fi
+        if ((SECONDS >= until)); then
+            echo "== machine still busy ($busy cores) after ${WAIT_QUIET}s; measuring anyway"
+            return 0
+        fi
+        sleep 5
+    done
+}
+
 echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
 echo "== $ROUNDS round(s) x ${#SELECTED[@]} case(s) x servers: $SERVERS; raw results in $RAW"
 PORT=$((20000 + RANDOM % 20000))
 RUN_START=$SECONDS
 FAILED=0
 for round in $(seq "$ROUNDS"); do
+    wait_quiet
     for server in $SERVERS; do
         for c in "${SELECTED[@]}"; do
             name="${c%%|*}"
@@ -184,7 +218,8 @@ r = json.load(open(sys.argv[1]))
 m = r["metrics"]
 keys = ["msgs_per_s", "deliveries_per_s", "p99_us", "rss_per_conn_bytes", "handshakes_per_s"]
 shown = ", ".join(f"{k}={m[k]:.0f}" for k in keys if k in m)
-print(f"{shown}  server_cpu={r.get('server_cpu_s') or 0:.2f}s errors={r['errors']}")
+util = " ".join(f"{k[:-9]}={m[k]:.2f}" for k in ["server_cpu_util", "gen_cpu_util", "other_cpu_util"] if k in m)
+print(f"{shown}  cores: {util}  errors={r['errors']}")
 EOF
             else
                 echo "no report (exit $rc)"

@@ -141,17 +141,29 @@ def main(paths):
             print("| " + " | ".join(cells) + " |")
     print()
 
-    print("CPU use in the measured window (median share of one core): server / generator.")
+    print("CPU use in the measured window, median, in cores: server / generator / every other "
+          "process on the machine. A generator near 1.00 means the generator, not the server, "
+          "set the pace; other processes above ~0.2 mean a shared, noisy machine.")
     print()
     print("| case | " + " | ".join(SERVER_NAMES.get(s, s) for s in servers) + " |")
     print("|---|" + "|".join(["---:"] * len(servers)) + "|")
+    noisy = 0.0
     for tag in order:
         cells = [tag]
         for s in servers:
             sv, gv = median(tag, s, "server_cpu_util"), median(tag, s, "gen_cpu_util")
-            cells.append("–" if sv is None else f"{sv:.2f} / {gv:.2f}")
+            ov = median(tag, s, "other_cpu_util")
+            noisy = max(noisy, ov or 0.0)
+            if sv is None:
+                cells.append("–")
+            else:
+                cells.append(f"{sv:.2f} / {gv:.2f} / {'–' if ov is None else f'{ov:.2f}'}")
         print("| " + " | ".join(cells) + " |")
     print()
+    if noisy > 0.2:
+        print(f"Warning: other processes used up to {noisy:.2f} cores during some runs; "
+              "rates per server core-second are the more trustworthy figures.")
+        print()
 
     if OURS in servers:
         print("Issue 4's targets:")

@@ -120,11 +120,42 @@ impl ProcessCpu {
     }
 }
 
-/// CPU time of the generator and (when known) the server at one instant.
+/// Busy CPU time of the whole machine so far (all cores, every process), from the first
+/// line of `/proc/stat`: everything but idle and iowait.
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_busy(&stat)
+}
+
+fn parse_machine_busy(stat: &str) -> Option<Duration> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user].
+    let busy: u64 = ticks.iter().take(8).sum::<u64>() - ticks.get(3)? - ticks.get(4)?;
+    Some(Duration::from_millis(busy * 1000 / TICKS_PER_SEC))
+}
+
+/// CPU time of the generator, (when known) the server and the whole machine at one instant.
 #[derive(Debug, Clone)]
 pub(crate) struct CpuSample {
     generator: ProcessCpu,
     server: Option<ProcessCpu>,
+    machine: Option<Duration>,
+}
+
+/// CPU seconds spent between two samples.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuSpent {
+    /// By the generator.
+    pub(crate) generator: f64,
+    /// By the server, when its PID is known.
+    pub(crate) server: Option<f64>,
+    /// By everything on the machine, when /proc/stat is readable.
+    pub(crate) machine: Option<f64>,
 }
 
 impl CpuSample {
@@ -133,17 +164,23 @@ impl CpuSample {
         Ok(Self {
             generator: ProcessCpu::take(Pid::SelfProcess)?,
             server: server.map(|id| ProcessCpu::take(Pid::Id(id))).transpose()?,
+            machine: machine_busy(),
         })
     }
 
-    /// CPU seconds used by (generator, server) between `earlier` and `self`.
-    pub(crate) fn since(&self, earlier: &CpuSample) -> (f64, Option<f64>) {
-        let generator = self.generator.since(&earlier.generator);
-        let server = match (&self.server, &earlier.server) {
-            (Some(now), Some(then)) => Some(now.since(then)),
-            _ => None,
-        };
-        (generator, server)
+    /// CPU seconds used between `earlier` and `self`.
+    pub(crate) fn since(&self, earlier: &CpuSample) -> CpuSpent {
+        CpuSpent {
+            generator: self.generator.since(&earlier.generator),
+            server: match (&self.server, &earlier.server) {
+                (Some(now), Some(then)) => Some(now.since(then)),
+                _ => None,
+            },
+            machine: match (self.machine, earlier.machine) {
+                (Some(now), Some(then)) => Some(now.saturating_sub(then).as_secs_f64()),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -156,6 +193,13 @@ mod tests {
         let line = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 500 0 0 0 \
                     250 75 0 0 20 0 3 0 100 1000000 300 18446744073709551615";
         assert_eq!(parse_cpu_ticks(line).unwrap(), 325);
+    }
+
+    #[test]
+    fn parses_machine_busy() {
+        let stat = "cpu  100 5 50 1000 20 3 7 0 0 0\ncpu0 50 0 25 500 10 1 3 0 0 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(Duration::from_millis(1650)));
+        assert_eq!(parse_machine_busy("intr 1 2 3\n"), None);
     }
 
     #[test]
@@ -185,8 +229,9 @@ mod tests {
             std::hint::black_box(0u64);
         }
         let after = CpuSample::take(Some(std::process::id())).unwrap();
-        let (generator, server) = after.since(&before);
-        let server = server.unwrap();
+        let spent = after.since(&before);
+        let (generator, server) = (spent.generator, spent.server.unwrap());
+        assert!(spent.machine.is_some());
         assert!(generator > 0.0, "{generator}");
         assert!(server > 0.0, "{server}");
         assert!(

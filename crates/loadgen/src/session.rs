@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use bytes::{Buf as _, Bytes, BytesMut};
 use rfc6455::{
-    encode_frame, ClientHandshake, CloseCode, CloseFrame, CodecConfig, Decoder, Frame, OpCode,
+    encode_frame, ClientHandshake, CloseCode, CloseFrame, CodecConfig, Decoder, Frame, FrameHeader,
+    OpCode,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
@@ -158,6 +159,27 @@ impl Session {
         Ok(self.decoder.decode(&mut self.rbuf)?)
     }
 
+    /// Consumes the next frame without building it when it is a complete, final, unmasked
+    /// data frame with no RSV bits (what a server sends), returning its opcode and payload
+    /// length. Anything else is left for [`next_frame`](Self::next_frame), which also
+    /// reports violations. Counting echoes this way costs no allocation or reference count.
+    pub(crate) fn skip_data_frame(&mut self) -> Option<(OpCode, usize)> {
+        if self.decoder.is_mid_frame() {
+            return None;
+        }
+        let (header, header_len) = FrameHeader::parse(&self.rbuf).ok()??;
+        if header.opcode.is_control() || !header.fin || header.rsv != 0 || header.mask.is_some() {
+            return None;
+        }
+        let len = usize::try_from(header.payload_len).ok()?;
+        if len > self.decoder.config().max_frame_len as usize || self.rbuf.len() < header_len + len
+        {
+            return None;
+        }
+        self.rbuf.advance(header_len + len);
+        Some((header.opcode, len))
+    }
+
     /// Handles a control frame the way a client must: pings are answered (queued in the
     /// write buffer), a close ends the session. Returns `None` for data frames, which the
     /// scenario handles itself.
@@ -273,6 +295,46 @@ mod tests {
             Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)))
         );
         assert!(source_for(300 * 25_000, 25_000).is_err());
+    }
+
+    #[tokio::test]
+    async fn skipping_data_frames_leaves_the_rest_to_the_decoder() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut session = Session {
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            mask: [0; 4],
+            decoder: Decoder::new(CodecConfig::client()),
+        };
+        for frame in [
+            Frame::binary(&b"hello"[..]),
+            Frame::ping(&b"p"[..]),
+            Frame::binary(&b"abc"[..]),
+        ] {
+            encode_frame(&frame, None, &mut session.rbuf);
+        }
+        session.rbuf.truncate(session.rbuf.len() - 1); // the last frame is still arriving
+        assert_eq!(session.skip_data_frame(), Some((OpCode::Binary, 5)));
+        assert_eq!(session.skip_data_frame(), None, "a ping is not skipped");
+        let ping = session.next_frame().unwrap().unwrap();
+        assert_eq!(session.on_control(&ping), Some(Wire::Open));
+        assert!(!session.wbuf.is_empty(), "the pong is queued");
+        assert_eq!(session.skip_data_frame(), None, "incomplete");
+        session.rbuf.extend_from_slice(b"c");
+        assert_eq!(session.skip_data_frame(), Some((OpCode::Binary, 3)));
+        assert!(session.rbuf.is_empty());
+        // A masked frame is a violation the decoder must report, not something to skip.
+        encode_frame(
+            &Frame::binary(&b"x"[..]),
+            Some([1, 2, 3, 4]),
+            &mut session.rbuf,
+        );
+        assert_eq!(session.skip_data_frame(), None);
+        assert!(session.next_frame().is_err());
     }
 
     #[test]

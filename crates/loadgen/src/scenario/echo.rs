@@ -145,6 +145,16 @@ impl EchoConn {
             let mut echoed = 0;
             let mut closed = wire == Wire::Closed;
             loop {
+                if let Some((opcode, len)) = self.session.skip_data_frame() {
+                    if (opcode, len) == self.expect {
+                        echoed += 1;
+                        continue;
+                    }
+                    errors.push(format!(
+                        "conn {index}: unexpected {opcode:?} frame of {len} bytes"
+                    ));
+                    continue;
+                }
                 let frame = match self.session.next_frame() {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,

@@ -66,6 +66,9 @@ pub(crate) struct Usage {
     pub(crate) server_cpu_s: Option<f64>,
     /// Server RSS at the end, KiB.
     pub(crate) server_rss_kib: Option<u64>,
+    /// CPU seconds used by every other process on the machine: other people's work on a
+    /// shared machine, which makes a run noisy.
+    pub(crate) other_cpu_s: Option<f64>,
 }
 
 impl Usage {
@@ -97,6 +100,9 @@ impl Usage {
             if let Some(cpu) = self.server_cpu_s {
                 report.metric("server_cpu_util", cpu / self.wall_s);
             }
+            if let Some(cpu) = self.other_cpu_s {
+                report.metric("other_cpu_util", cpu / self.wall_s);
+            }
         }
     }
 }
@@ -113,11 +119,17 @@ impl UsageStart {
     /// Takes the second sample now.
     pub(crate) fn end(self) -> anyhow::Result<Usage> {
         let cpu = CpuSample::take(self.server_pid)?;
-        let (gen_cpu_s, server_cpu_s) = cpu.since(&self.cpu);
+        let spent = cpu.since(&self.cpu);
+        let ours = spent.generator + spent.server.unwrap_or(0.0);
         Ok(Usage {
             wall_s: self.at.elapsed().as_secs_f64(),
-            gen_cpu_s,
-            server_cpu_s,
+            gen_cpu_s: spent.generator,
+            server_cpu_s: spent.server,
+            // Only meaningful when the server's share is known; ticks make it coarse (10 ms).
+            other_cpu_s: spent
+                .machine
+                .filter(|_| spent.server.is_some())
+                .map(|m| (m - ours).max(0.0)),
             server_rss_kib: self
                 .server_pid
                 .map(|id| procfs::rss_kib(Pid::Id(id)))
