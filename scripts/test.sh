@@ -184,7 +184,8 @@ stage_clippy() {
 }
 
 stage_test() {
-    cargo test --workspace --all-features
+    # --no-fail-fast: one CI run reports every failing test binary, not just the first.
+    cargo test --workspace --all-features --no-fail-fast
 }
 
 stage_doc() {
