@@ -162,6 +162,10 @@ impl ClientHandshake {
         if all("sec-websocket-extensions").any(|v| !v.trim_ascii().is_empty()) {
             return Err(ClientHandshakeError::UnexpectedExtension);
         }
+        // A value that is not even UTF-8 names no protocol we offered (§4.1, step 6).
+        if all("sec-websocket-protocol").any(|v| std::str::from_utf8(v).is_err()) {
+            return Err(ClientHandshakeError::UnexpectedProtocol);
+        }
         let mut chosen = all("sec-websocket-protocol")
             .filter_map(|v| std::str::from_utf8(v).ok())
             .flat_map(tokens);
@@ -231,5 +235,21 @@ mod tests {
             let bad = ok.replacen(from, to, 1);
             assert_eq!(hs.parse_response(bad.as_bytes()), Err(err), "{to}");
         }
+    }
+
+    #[test]
+    fn a_non_utf8_protocol_is_not_one_we_offered() {
+        // Found by the response_head fuzz target: such a value used to be skipped,
+        // so the response passed as if no subprotocol had been chosen.
+        let hs = ClientHandshake::new("h", "/", *b"the sample nonce").with_protocols(&["chat"]);
+        let mut resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+            Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+            Sec-WebSocket-Protocol: "
+            .to_vec();
+        resp.extend_from_slice(b"\xe0\x8c\x8achat\r\n\r\n");
+        assert_eq!(
+            hs.parse_response(&resp),
+            Err(ClientHandshakeError::UnexpectedProtocol)
+        );
     }
 }
