@@ -94,6 +94,8 @@ def decode_stream():
     seed("limit_frame_too_large", frame("bin", b"z" * 200, key=KEY), limits=1)
     seed("limit_small_frames", frame("bin", b"z" * 16, key=KEY) + frame("bin", b"z" * 17, key=KEY), limits=3)
     seed("unexpected_continuation", frame("cont", b"x", key=KEY))
+    # Found by fuzzing: one byte of a header with a reserved opcode waits for the second byte.
+    seed("trailing_byte_reserved_opcode", bytes.fromhex("810268695b"))
     seed("expected_continuation", frame("text", b"a", fin=False, key=KEY) + frame("text", b"b", key=KEY))
 
 
@@ -209,6 +211,8 @@ def response_head():
     seed("http10", RESPONSE.replace(b"HTTP/1.1", b"HTTP/1.0"))
     seed("bare_newlines", RESPONSE.replace(b"\r\n", b"\n"))
     seed("garbage", b"HTTP/1.1 1O1 \x00\xff\r\n\r\n")
+    # Found by fuzzing: a non-UTF-8 protocol value used to pass as "no protocol chosen".
+    seed("regress_non_utf8_protocol", RESPONSE.replace(b": chat", b":\xe0\x8c\x8a\x8f\x9a\x8d\x9c\x8dat"))
 
 
 def close_payload_seeds():

@@ -243,9 +243,13 @@ fn check_error(cfg: &CodecConfig, err: &ProtocolError, wire: &[u8]) {
     );
 }
 
-/// While a header is incomplete, the violations its first bytes already prove
-/// have been reported (the decoder promises to fail early on these).
+/// While a header is incomplete, the violations its first two bytes and its
+/// length field already prove have been reported (the decoder promises to fail
+/// early on these; with a single byte it waits for the second).
 fn check_incomplete_header(cfg: &CodecConfig, wire: &[u8]) {
+    if wire.len() < 2 {
+        return;
+    }
     let facts = HeaderFacts::read_partial(wire);
     let early: Vec<_> = facts
         .violations(cfg)
