@@ -387,7 +387,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Starts the closing handshake: sends a close frame with `code` and `reason`
     /// (cut to 123 bytes at a character boundary). Keep calling
-    /// [`recv`](Self::recv) until it returns `Ok(None)` to read the peer's answer.
+    /// [`recv`](Self::recv) until it returns `Ok(None)` to read the peer's answer
+    /// (messages still in flight arrive first); bound that wait with
+    /// `tokio::time::timeout`, since a peer may never answer.
     ///
     /// # Errors
     /// [`WebSocketError::InvalidCloseCode`] for a code that may not be sent;
