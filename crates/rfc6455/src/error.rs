@@ -144,6 +144,15 @@ pub enum HandshakeError {
     /// The `Origin` is not one the server accepts (a server policy, §4.2.2 and §10.2).
     #[error("origin not allowed")]
     OriginNotAllowed,
+    /// Any other refusal decided by the application's policy (unknown path 404,
+    /// missing credentials 401, overload 503, ...), with a short reason for the body.
+    #[error("{reason}")]
+    Refused {
+        /// The HTTP status to answer with (4xx or 5xx).
+        status: u16,
+        /// A short, lowercase explanation sent as the response body.
+        reason: &'static str,
+    },
 }
 
 impl HandshakeError {
@@ -167,6 +176,7 @@ impl HandshakeError {
             Self::MethodNotGet => 405,
             Self::UnsupportedVersion => 426,
             Self::OriginNotAllowed => 403,
+            Self::Refused { status, .. } => *status,
         }
     }
 }

@@ -25,6 +25,9 @@ pub enum WriteError {
     /// never fragmented (§5.5) and go through [`Writer::frame`], `ping`, `pong` or `close`.
     #[error("control opcode in a data fragment")]
     NotData,
+    /// A close code that may not appear on the wire (1005, 1006, 1015, ...; §7.4).
+    #[error("close code {0} may not be sent")]
+    InvalidCloseCode(u16),
 }
 
 /// Encodes outgoing frames for one role and enforces the send-side rules: mask
@@ -174,6 +177,12 @@ impl Writer {
             if frame.payload.len() > MAX_CONTROL_PAYLOAD {
                 return Err(WriteError::ControlTooLong);
             }
+            if let [a, b, ..] = frame.payload[..] {
+                let code = u16::from_be_bytes([a, b]);
+                if !crate::CloseCode(code).is_valid_on_wire() {
+                    return Err(WriteError::InvalidCloseCode(code));
+                }
+            }
             if !self.close.on_send() {
                 return Err(WriteError::Closed);
             }
@@ -189,12 +198,16 @@ impl Writer {
     /// Starts (or completes) the closing handshake by sending a close frame.
     ///
     /// # Errors
+    /// [`WriteError::InvalidCloseCode`] for a code not valid on the wire;
     /// [`WriteError::Closed`] if a close frame was already sent.
     pub fn close(
         &mut self,
         frame: Option<&CloseFrame>,
         dst: &mut BytesMut,
     ) -> Result<(), WriteError> {
+        if let Some(f) = frame.filter(|f| !f.code.is_valid_on_wire()) {
+            return Err(WriteError::InvalidCloseCode(f.code.0));
+        }
         if !self.close.on_send() {
             return Err(WriteError::Closed);
         }
@@ -289,6 +302,10 @@ mod tests {
         assert_eq!(
             w.fragment(OpCode::Close, true, b"", &mut out),
             Err(WriteError::NotData)
+        );
+        assert_eq!(
+            w.close(Some(&CloseFrame::new(CloseCode::NO_STATUS, "")), &mut out),
+            Err(WriteError::InvalidCloseCode(1005))
         );
         assert_eq!(out.len(), before, "nothing written for a refused frame");
         assert!(w.close_state() == CloseState::Open);

@@ -250,11 +250,20 @@ fn put_header(dst: &mut BytesMut, name: &str, value: &str) {
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
+        404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
-        _ => "Error",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ if status >= 500 => "Server Error",
+        _ => "Client Error",
     }
 }
 
@@ -331,6 +340,10 @@ mod tests {
             HandshakeError::InvalidKey,
             HandshakeError::MethodNotGet,
             HandshakeError::OriginNotAllowed,
+            HandshakeError::Refused {
+                status: 503,
+                reason: "too many connections",
+            },
         ] {
             let mut out = BytesMut::new();
             write_reject(&err, &mut out);
