@@ -7,7 +7,8 @@
 #
 # Options:
 #   --rounds N             rounds (default 3; --quick sets 1)
-#   --servers "a b"        subset of: chatgroup tungstenite fastws node
+#   --servers "a b"        subset of: chatgroup tungstenite fastws node tcp-echo
+#                          (tcp-echo is a raw TCP echo, the yardstick for the echo cases only)
 #   --cases "x y"          subset of the case names below
 #   --no-build             use the binaries already built
 #   --wait-quiet SECS      before each round, wait up to SECS for the machine to be idle
@@ -26,7 +27,7 @@ cd "$ROOT"
 CMDLINE="perf/run.sh${*:+ $*}"
 QUICK=0
 ROUNDS=""
-SERVERS="chatgroup tungstenite fastws node"
+SERVERS="chatgroup tungstenite fastws node tcp-echo"
 CASES=""
 BUILD=1
 WAIT_QUIET=0
@@ -99,7 +100,7 @@ fi
 if ((BUILD)); then
     echo "== building chatgroup and loadgen (release)"
     cargo build --release -p chatgroup -p chatgroup-loadgen --bin chatgroup --bin loadgen
-    if [[ " $SERVERS " == *" tungstenite "* || " $SERVERS " == *" fastws "* ]]; then
+    if [[ " $SERVERS " == *" tungstenite "* || " $SERVERS " == *" fastws "* || " $SERVERS " == *" tcp-echo "* ]]; then
         echo "== building the Rust peers (release, own workspace)"
         (cd perf/peers/rust && cargo build --release --target-dir ../target)
     fi
@@ -144,6 +145,7 @@ start_server() {
     tungstenite) "${PIN_SERVER[@]}" "$PEERS/tungstenite-peer" "$addr" >"$log" 2>&1 & ;;
     fastws) "${PIN_SERVER[@]}" "$PEERS/fastws-peer" "$addr" >"$log" 2>&1 & ;;
     node) "${PIN_SERVER[@]}" node perf/peers/node/server.js "$addr" >"$log" 2>&1 & ;;
+    tcp-echo) "${PIN_SERVER[@]}" "$PEERS/tcp-echo-peer" "$addr" >"$log" 2>&1 & ;;
     *) echo "unknown server $name" >&2; exit 64 ;;
     esac
     SPID=$!
@@ -200,6 +202,11 @@ for round in $(seq "$ROUNDS"); do
         for c in "${SELECTED[@]}"; do
             name="${c%%|*}"
             read -r -a args <<<"${c#*|}"
+            if [[ "$server" == tcp-echo ]]; then
+                # The yardstick only echoes, and sends our masked frames back.
+                [[ "${args[0]}" == echo ]] || continue
+                args+=(--raw-peer)
+            fi
             PORT=$((PORT + 1))
             start_server "$server" "$PORT"
             printf '   round %d  %-11s %-13s ' "$round" "$server" "$name"

@@ -14,12 +14,13 @@ import sys
 from collections import defaultdict
 
 OURS = "chatgroup"
-SERVER_ORDER = [OURS, "tungstenite", "fastws", "node"]
+SERVER_ORDER = [OURS, "tungstenite", "fastws", "node", "tcp-echo"]
 SERVER_NAMES = {
     OURS: "chatgroup",
     "tungstenite": "tokio-tungstenite",
     "fastws": "fastwebsockets",
     "node": "Node ws",
+    "tcp-echo": "raw TCP echo",
 }
 
 # Per case family: (metric, label, higher is better).
@@ -116,6 +117,10 @@ def main(paths):
     print(f"Medians of {rounds} run(s); server pinned to core 0, generator to core 1. "
           "Ratios are chatgroup relative to each peer: above 1 means chatgroup is better "
           "(faster, or less latency or memory).")
+    if "tcp-echo" in servers:
+        print("The raw TCP echo (no WebSocket at all: bytes read are written back) is the "
+              "ceiling of the echo cases on this machine; chatgroup's ratio to it is the "
+              "share of that ceiling reached.")
     print()
     head = ["case", "figure"] + [SERVER_NAMES.get(s, s) for s in servers]
     if OURS in servers:

@@ -84,6 +84,9 @@ pub(crate) struct EchoArgs {
     /// Resource to connect to.
     #[arg(long, default_value = "/echo")]
     pub(crate) path: String,
+    /// The server is a raw TCP echo (the yardstick): accept our own masked frames back.
+    #[arg(long)]
+    pub(crate) raw_peer: bool,
 }
 
 /// Options of `fanout`.

@@ -161,14 +161,19 @@ impl Session {
 
     /// Consumes the next frame without building it when it is a complete, final, unmasked
     /// data frame with no RSV bits (what a server sends), returning its opcode and payload
-    /// length. Anything else is left for [`next_frame`](Self::next_frame), which also
+    /// length; with `allow_masked`, masked ones too (a raw TCP echo sends our own masked
+    /// frames back). Anything else is left for [`next_frame`](Self::next_frame), which also
     /// reports violations. Counting echoes this way costs no allocation or reference count.
-    pub(crate) fn skip_data_frame(&mut self) -> Option<(OpCode, usize)> {
+    pub(crate) fn skip_frame(&mut self, allow_masked: bool) -> Option<(OpCode, usize)> {
         if self.decoder.is_mid_frame() {
             return None;
         }
         let (header, header_len) = FrameHeader::parse(&self.rbuf).ok()??;
-        if header.opcode.is_control() || !header.fin || header.rsv != 0 || header.mask.is_some() {
+        if header.opcode.is_control()
+            || !header.fin
+            || header.rsv != 0
+            || (header.mask.is_some() && !allow_masked)
+        {
             return None;
         }
         let len = usize::try_from(header.payload_len).ok()?;
@@ -318,14 +323,14 @@ mod tests {
             encode_frame(&frame, None, &mut session.rbuf);
         }
         session.rbuf.truncate(session.rbuf.len() - 1); // the last frame is still arriving
-        assert_eq!(session.skip_data_frame(), Some((OpCode::Binary, 5)));
-        assert_eq!(session.skip_data_frame(), None, "a ping is not skipped");
+        assert_eq!(session.skip_frame(false), Some((OpCode::Binary, 5)));
+        assert_eq!(session.skip_frame(false), None, "a ping is not skipped");
         let ping = session.next_frame().unwrap().unwrap();
         assert_eq!(session.on_control(&ping), Some(Wire::Open));
         assert!(!session.wbuf.is_empty(), "the pong is queued");
-        assert_eq!(session.skip_data_frame(), None, "incomplete");
+        assert_eq!(session.skip_frame(false), None, "incomplete");
         session.rbuf.extend_from_slice(b"c");
-        assert_eq!(session.skip_data_frame(), Some((OpCode::Binary, 3)));
+        assert_eq!(session.skip_frame(false), Some((OpCode::Binary, 3)));
         assert!(session.rbuf.is_empty());
         // A masked frame is a violation the decoder must report, not something to skip.
         encode_frame(
@@ -333,7 +338,17 @@ mod tests {
             Some([1, 2, 3, 4]),
             &mut session.rbuf,
         );
-        assert_eq!(session.skip_data_frame(), None);
+        assert_eq!(session.skip_frame(false), None);
+        assert_eq!(
+            session.skip_frame(true),
+            Some((OpCode::Binary, 1)),
+            "raw echo mode"
+        );
+        encode_frame(
+            &Frame::binary(&b"x"[..]),
+            Some([1, 2, 3, 4]),
+            &mut session.rbuf,
+        );
         assert!(session.next_frame().is_err());
     }
 

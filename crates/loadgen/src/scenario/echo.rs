@@ -25,6 +25,7 @@ pub(crate) async fn run(common: &Common, args: &EchoArgs) -> anyhow::Result<Repo
     let params = serde_json::json!({
         "conns": args.conns, "window": args.window, "size": args.size,
         "opcode": if args.text { "text" } else { "binary" }, "path": args.path,
+        "raw_peer": args.raw_peer,
         "warmup_s": common.warmup.as_secs_f64(), "duration_s": common.duration.as_secs_f64(),
     });
     let mut report = Report::new("echo", &common.label, params);
@@ -62,6 +63,7 @@ pub(crate) async fn run(common: &Common, args: &EchoArgs) -> anyhow::Result<Repo
                 phase: 0,
                 inflight: VecDeque::with_capacity(args.window),
                 expect: (frame.opcode, args.size),
+                raw_peer: args.raw_peer,
             };
             tokio::task::spawn_local(conn.run(i, args.window, window, errors.clone()))
         })
@@ -100,6 +102,8 @@ struct EchoConn {
     inflight: VecDeque<Instant>,
     /// Opcode and payload length every echo must have.
     expect: (OpCode, usize),
+    /// The server is a raw TCP echo: its frames are our masked ones.
+    raw_peer: bool,
 }
 
 impl EchoConn {
@@ -145,7 +149,7 @@ impl EchoConn {
             let mut echoed = 0;
             let mut closed = wire == Wire::Closed;
             loop {
-                if let Some((opcode, len)) = self.session.skip_data_frame() {
+                if let Some((opcode, len)) = self.session.skip_frame(self.raw_peer) {
                     if (opcode, len) == self.expect {
                         echoed += 1;
                         continue;
@@ -154,6 +158,10 @@ impl EchoConn {
                         "conn {index}: unexpected {opcode:?} frame of {len} bytes"
                     ));
                     continue;
+                }
+                if self.raw_peer {
+                    // Masked frames are all a raw echo sends; the rest has not arrived yet.
+                    break;
                 }
                 let frame = match self.session.next_frame() {
                     Ok(Some(frame)) => frame,
