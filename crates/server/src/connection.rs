@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use rfc6455::{
     parse_request, validate_upgrade, write_accept, write_reject, HandshakeError, HeadLimits,
-    Reader, RequestHead,
+    RequestHead,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -212,20 +212,28 @@ async fn start_websocket(
         }
     }
     tracing::debug!(%peer, %client, ?mode, "websocket open");
-    let span = tracing::debug_span!("conn", %peer, %client);
     let (rd, wr) = stream.into_split();
-    ctx.tracker
-        .spawn(pump::write::run(wr, outbox.clone(), ctx.clone(), guard).instrument(span.clone()));
+    let writer = pump::write::run(wr, outbox.clone(), ctx.clone(), guard);
     let reader = ReadPump {
         rd,
         buf,
-        reader: Reader::new(ctx.codec),
+        reader: None,
         outbox,
         client,
         mode,
         ctx: ctx.clone(),
-    };
-    ctx.tracker.spawn(reader.run().instrument(span));
+    }
+    .run();
+    // Per-connection spans only when debug logging wants them: a disabled span still adds
+    // its size to both pump tasks, which live as long as the connection.
+    let span = tracing::debug_span!("conn", %peer, %client);
+    if span.is_disabled() {
+        ctx.tracker.spawn(writer);
+        ctx.tracker.spawn(reader);
+    } else {
+        ctx.tracker.spawn(writer.instrument(span.clone()));
+        ctx.tracker.spawn(reader.instrument(span));
+    }
 }
 
 /// Writes a response within the handshake timeout; `false` if that failed. A closing

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rfc6455::{CloseCode, CodecConfig};
+use rfc6455::CodecConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,8 +28,6 @@ pub(crate) struct ServerCtx {
     pub(crate) ws_slots: Arc<Semaphore>,
     pub(crate) codec: CodecConfig,
     next_client: AtomicU64,
-    /// Close 1001 sent to every connection on shutdown.
-    pub(crate) going_away: Bytes,
     /// The text `pong` answering a text `ping`.
     pub(crate) pong_text: Bytes,
 }
@@ -54,7 +52,6 @@ impl ServerCtx {
             shutdown,
             tracker,
             next_client: AtomicU64::new(1),
-            going_away: wire::close(CloseCode::GOING_AWAY, "server shutting down"),
             pong_text: wire::pong_text(),
         }
     }

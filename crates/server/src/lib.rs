@@ -83,6 +83,7 @@ pub async fn run(
             slow_consumer_grace: cfg.slow_consumer_grace,
         },
         metrics.clone(),
+        token.clone(),
     );
     tracker.spawn(hub.run());
     let grace = cfg.shutdown_grace;

@@ -19,6 +19,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
@@ -69,6 +70,12 @@ struct Queue {
     discard: bool,
     /// The read pump has ended.
     reader_done: bool,
+    /// The read pump's waker while it waits for the socket, so a kill can wake it. A waker
+    /// slot instead of a `Notify` keeps the pump's resting future small: it waits in a single
+    /// `poll_fn` (see `pump::read`).
+    reader_waker: Option<Waker>,
+    /// The write pump's waker while it waits for frames (or for the socket).
+    writer_waker: Option<Waker>,
 }
 
 /// Per-connection shared state. See the module docs.
@@ -77,13 +84,9 @@ pub struct Outbox {
     queue: Mutex<Queue>,
     soft_frames: usize,
     max_bytes: usize,
-    /// Wakes the write pump: frames queued, close requested, or the reader ended.
-    writer_wake: Notify,
     /// Wakes a producer waiting for room (the echo endpoint applies backpressure instead of
     /// dropping).
     room: Notify,
-    /// Wakes both pumps when the connection is torn down without a close handshake.
-    kill: Notify,
     killed: AtomicBool,
     /// Set by the read pump on every received byte, cleared by each liveness sweep.
     alive: AtomicBool,
@@ -98,9 +101,7 @@ impl Outbox {
             queue: Mutex::new(Queue::default()),
             soft_frames,
             max_bytes,
-            writer_wake: Notify::new(),
             room: Notify::new(),
-            kill: Notify::new(),
             killed: AtomicBool::new(false),
             alive: AtomicBool::new(true),
         }
@@ -125,7 +126,6 @@ impl Outbox {
         }
         q.outstanding += 1;
         q.outstanding_bytes += cost;
-        let was_empty = q.frames.is_empty();
         q.frames.push_back(frame);
         let result = if q.outstanding > self.soft_frames {
             Push::Backlogged {
@@ -134,11 +134,12 @@ impl Outbox {
         } else {
             Push::Queued
         };
+        // Taken on the first push after the writer went to sleep; later pushes find no waker
+        // and join the same batch.
+        let waker = q.writer_waker.take();
         drop(q);
-        if was_empty {
-            // If frames were already queued the writer has been woken for them and will take
-            // this one in the same batch.
-            self.writer_wake.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
         }
         result
     }
@@ -164,8 +165,11 @@ impl Outbox {
         q.outstanding += 1;
         q.outstanding_bytes += close_frame.len() + FRAME_OVERHEAD;
         q.frames.push_back(close_frame);
+        let waker = q.writer_waker.take();
         drop(q);
-        self.writer_wake.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         true
     }
 
@@ -237,18 +241,28 @@ impl Outbox {
 
     /// Called by the read pump when it ends, so the writer can finish.
     pub(crate) fn reader_finished(&self) {
-        self.lock().reader_done = true;
-        self.writer_wake.notify_one();
+        let waker = {
+            let mut q = self.lock();
+            q.reader_done = true;
+            q.writer_waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
-    /// Whether the read pump has ended.
-    pub(crate) fn reader_done(&self) -> bool {
-        self.lock().reader_done
-    }
-
-    /// Waits for the next writer wake-up (a permit is stored if none was waiting).
-    pub(crate) async fn writer_woken(&self) {
-        self.writer_wake.notified().await;
+    /// For the write pump: whether there is news to act on (frames to take, a discard, the
+    /// reader's end while nothing is left to write, or a kill); if not, stores `waker` to be
+    /// woken when there is. Checked and registered under one lock, so nothing is missed.
+    pub(crate) fn writer_has_news(&self, waker: &Waker, batch_empty: bool) -> bool {
+        let mut q = self.lock();
+        if !q.frames.is_empty() || q.discard || (batch_empty && q.reader_done) || self.is_killed() {
+            return true;
+        }
+        if !q.writer_waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            q.writer_waker = Some(waker.clone());
+        }
+        false
     }
 
     /// Records a sign of life from the peer.
@@ -264,29 +278,35 @@ impl Outbox {
         self.alive.swap(false, Ordering::Relaxed)
     }
 
-    /// Tears the connection down without a close handshake: both pumps stop.
+    /// Tears the connection down without a close handshake: both pumps stop. Every waiter
+    /// of either pump is woken; each checks [`Outbox::is_killed`] when it wakes.
     pub fn kill(&self) {
-        self.killed.store(true, Ordering::Release);
-        self.kill.notify_waiters();
+        self.killed.store(true, Ordering::SeqCst);
+        let (reader, writer) = {
+            let mut q = self.lock();
+            (q.reader_waker.take(), q.writer_waker.take())
+        };
+        for waker in [reader, writer].into_iter().flatten() {
+            waker.wake();
+        }
+        self.room.notify_one();
     }
 
     /// Whether [`Outbox::kill`] was called.
     pub fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::Acquire)
+        self.killed.load(Ordering::SeqCst)
     }
 
-    /// Resolves once [`Outbox::kill`] has been called.
-    pub async fn killed(&self) {
-        loop {
-            let notified = self.kill.notified();
-            tokio::pin!(notified);
-            // Register before checking the flag so a kill in between is not missed.
-            notified.as_mut().enable();
-            if self.is_killed() {
-                return;
+    /// Stores the read pump's waker for [`Outbox::kill`], then reports whether the connection
+    /// is already killed. Registering before checking means a kill is never missed.
+    pub(crate) fn register_reader(&self, waker: &Waker) -> bool {
+        {
+            let mut q = self.lock();
+            if !q.reader_waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                q.reader_waker = Some(waker.clone());
             }
-            notified.await;
         }
+        self.is_killed()
     }
 }
 
@@ -388,26 +408,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn kill_wakes_waiters_and_later_callers() {
+    async fn kill_wakes_both_pumps_even_if_they_wait_later() {
         let ob = std::sync::Arc::new(Outbox::new(1, 1));
-        let waiter = tokio::spawn({
+        let reader = tokio::spawn({
             let ob = ob.clone();
-            async move { ob.killed().await }
+            std::future::poll_fn(move |cx| {
+                if ob.register_reader(cx.waker()) {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
         });
         tokio::task::yield_now().await;
         ob.kill();
-        waiter.await.unwrap();
-        ob.killed().await;
+        reader.await.unwrap();
+        let waker = futures_noop_waker();
+        assert!(ob.writer_has_news(&waker, true), "the writer sees the kill");
+        assert!(ob.is_killed());
         assert_eq!(ob.push(b("x")), Push::Closed);
     }
 
-    #[tokio::test]
-    async fn push_wakes_writer_once_per_batch() {
-        let ob = Outbox::new(10, 100);
+    fn futures_noop_waker() -> Waker {
+        std::task::Waker::noop().clone()
+    }
+
+    #[test]
+    fn writer_sleeps_until_news_and_first_push_wakes_it() {
+        let ob = Outbox::new(10, 1000);
+        let waker = futures_noop_waker();
+        assert!(!ob.writer_has_news(&waker, true));
         ob.push(b("a"));
-        ob.push(b("b"));
-        tokio::time::timeout(std::time::Duration::from_secs(1), ob.writer_woken())
-            .await
-            .expect("permit stored by the first push");
+        assert!(
+            ob.lock().writer_waker.is_none(),
+            "the first push took the waker"
+        );
+        assert!(ob.writer_has_news(&waker, true));
+        let mut batch = VecDeque::new();
+        ob.take(&mut batch, false);
+        assert!(!ob.writer_has_news(&waker, false));
+        ob.reader_finished();
+        assert!(
+            !ob.writer_has_news(&waker, false),
+            "still writing: the reader's end can wait"
+        );
+        assert!(ob.writer_has_news(&waker, true));
     }
 }

@@ -32,6 +32,7 @@ use bytes::Bytes;
 use rfc6455::CloseCode;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
 
 use crate::ids::{ClientId, ConversationId};
 use crate::metrics::{self, Metrics};
@@ -94,6 +95,16 @@ pub struct HubHandle {
 impl HubHandle {
     async fn send(&self, cmd: Command) -> Result<(), HubClosed> {
         self.tx.send(cmd).await.map_err(|_| HubClosed)
+    }
+
+    /// Queues a command if there is room, without waiting.
+    pub(crate) fn try_send(&self, cmd: Command) -> Result<(), mpsc::error::TrySendError<Command>> {
+        self.tx.try_send(cmd)
+    }
+
+    /// Queues a command, waiting for room.
+    pub(crate) async fn send_command(&self, cmd: Command) -> Result<(), HubClosed> {
+        self.send(cmd).await
     }
 
     /// Registers a new connection's outbox.
@@ -188,12 +199,24 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     ping_frame: Bytes,
     evict_frame: Bytes,
+    going_away: Bytes,
+    shutdown: CancellationToken,
+    /// Shutdown has begun: every connection has been sent Close 1001, and so is any that
+    /// registers from now on.
+    shutting_down: bool,
 }
 
 impl Hub {
     /// A hub and the first handle to it.
+    ///
+    /// When `shutdown` is cancelled the hub queues Close 1001 for every connection (their write
+    /// pumps send it) and keeps running until the last handle is dropped.
     #[must_use]
-    pub fn new(cfg: HubConfig, metrics: Arc<Metrics>) -> (Self, HubHandle) {
+    pub fn new(
+        cfg: HubConfig,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> (Self, HubHandle) {
         let (tx, rx) = mpsc::channel(cfg.queue_depth);
         let hub = Self {
             rx,
@@ -204,6 +227,9 @@ impl Hub {
             metrics,
             ping_frame: wire::ping(),
             evict_frame: wire::close(CloseCode::POLICY_VIOLATION, "slow consumer: queue full"),
+            going_away: wire::close(CloseCode::GOING_AWAY, "server shutting down"),
+            shutdown,
+            shutting_down: false,
         };
         (hub, HubHandle { tx })
     }
@@ -222,8 +248,10 @@ impl Hub {
         for t in [&mut sweep, &mut ping, &mut slow] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
+        let shutdown = self.shutdown.clone();
         loop {
             tokio::select! {
+                () = shutdown.cancelled(), if !self.shutting_down => self.begin_shutdown(),
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
                     None => break,
@@ -239,6 +267,9 @@ impl Hub {
     fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Register { client, outbox } => {
+                if self.shutting_down {
+                    outbox.close(self.going_away.clone(), false);
+                }
                 self.outboxes.insert(client, outbox);
             }
             Command::Unregister { client } => self.forget(client),
@@ -261,6 +292,13 @@ impl Hub {
                 from,
                 frame,
             } => self.broadcast(conversation, from, &frame),
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        for outbox in self.outboxes.values() {
+            outbox.close(self.going_away.clone(), false);
         }
     }
 
@@ -396,7 +434,7 @@ mod tests {
     #[tokio::test]
     async fn broadcast_skips_sender_and_shares_one_allocation() {
         let metrics = Arc::new(Metrics::default());
-        let (hub, handle) = Hub::new(cfg(), metrics.clone());
+        let (hub, handle) = Hub::new(cfg(), metrics.clone(), CancellationToken::new());
         let task = tokio::spawn(hub.run());
         let conv = ConversationId(7);
         let boxes: Vec<_> = (0..3).map(|_| Arc::new(Outbox::new(8, 1 << 16))).collect();
@@ -431,7 +469,7 @@ mod tests {
     #[tokio::test]
     async fn full_outbox_is_evicted_after_grace() {
         let metrics = Arc::new(Metrics::default());
-        let (hub, handle) = Hub::new(cfg(), metrics.clone());
+        let (hub, handle) = Hub::new(cfg(), metrics.clone(), CancellationToken::new());
         let task = tokio::spawn(hub.run());
         let conv = ConversationId(1);
         let slow = Arc::new(Outbox::new(2, 1 << 16));
@@ -483,7 +521,7 @@ mod tests {
             sweep_interval: Duration::from_secs(3),
             ..cfg()
         };
-        let (hub, handle) = Hub::new(cfg, metrics.clone());
+        let (hub, handle) = Hub::new(cfg, metrics.clone(), CancellationToken::new());
         let task = tokio::spawn(hub.run());
         let silent = Arc::new(Outbox::new(64, 1 << 16));
         let chatty = Arc::new(Outbox::new(64, 1 << 16));

@@ -18,3 +18,71 @@ pub(crate) enum Mode {
     /// `/echo`: every message is sent back unchanged.
     Echo,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::BytesMut;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::context::{ConnGuard, ServerCtx};
+    use crate::hub::{Hub, HubConfig};
+    use crate::outbox::Outbox;
+
+    /// The per-connection budget is 2 KiB at 10k idle connections; a pump future is allocated
+    /// inside its task for the task's whole life, so keep both well under it.
+    #[tokio::test]
+    async fn pump_futures_stay_small() {
+        let cfg = crate::Config::default();
+        let metrics = Arc::new(crate::Metrics::default());
+        let (_hub, handle) = Hub::new(
+            HubConfig {
+                queue_depth: 4,
+                ping_interval: cfg.ping_interval,
+                sweep_interval: cfg.sweep_interval,
+                slow_consumer_grace: cfg.slow_consumer_grace,
+            },
+            metrics.clone(),
+            CancellationToken::new(),
+        );
+        let ctx = Arc::new(ServerCtx::new(
+            cfg,
+            metrics.clone(),
+            handle,
+            CancellationToken::new(),
+            TaskTracker::new(),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let (rd, wr) = stream.into_split();
+        let outbox = Arc::new(Outbox::new(8, 1 << 20));
+        let permit = ctx.ws_slots.clone().try_acquire_owned().unwrap();
+        let write = write::run(
+            wr,
+            outbox.clone(),
+            ctx.clone(),
+            ConnGuard::new(permit, metrics),
+        );
+        let read = read::ReadPump {
+            rd,
+            buf: BytesMut::new(),
+            reader: None,
+            outbox,
+            client: crate::ids::ClientId(1),
+            mode: Mode::Chat(None),
+            ctx: ctx.clone(),
+        };
+        let read = read.run();
+        let (read_size, write_size) = (std::mem::size_of_val(&read), std::mem::size_of_val(&write));
+        println!("read pump future: {read_size} bytes, write pump future: {write_size} bytes");
+        assert!(read_size <= 384, "read pump future is {read_size} bytes");
+        assert!(write_size <= 256, "write pump future is {write_size} bytes");
+    }
+}

@@ -6,14 +6,17 @@
 
 use std::io::ErrorKind;
 use std::sync::Arc;
+use std::task::Poll;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rfc6455::{CloseCode, Event, Frame, Message, ProtocolError, Reader};
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::Mode;
 use crate::context::ServerCtx;
-use crate::ids::ClientId;
+use crate::hub::Command;
+use crate::ids::{ClientId, ConversationId};
 use crate::metrics;
 use crate::outbox::{Outbox, Push};
 use crate::wire;
@@ -45,45 +48,112 @@ pub(crate) struct ReadPump {
     pub(crate) rd: OwnedReadHalf,
     /// Bytes already read (possibly left over from the handshake).
     pub(crate) buf: BytesMut,
-    pub(crate) reader: Reader,
+    /// Decoder and message state; dropped whenever it is idle and the buffer is empty, so an
+    /// idle connection carries none of it (it is rebuilt from the config on the next bytes).
+    pub(crate) reader: Option<Box<Reader>>,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) client: ClientId,
     pub(crate) mode: Mode,
     pub(crate) ctx: Arc<ServerCtx>,
 }
 
+/// What the read loop does after an event; the waits live in the loop (boxed when slow) so
+/// event handling itself adds nothing to the resting size of the pump's future.
+enum Step {
+    Continue,
+    End(End),
+    Broadcast(ConversationId, Bytes),
+    Echo(Bytes),
+}
+
 impl ReadPump {
     /// Runs until the connection ends, then unregisters from the hub.
-    pub(crate) async fn run(mut self) {
-        let end = self.read_loop().await;
-        tracing::debug!(client = %self.client, ?end, "read pump finished");
-        self.outbox.reader_finished();
-        // Release the buffer before a possibly waiting hub send.
-        self.buf = BytesMut::new();
-        let _ = self.ctx.hub.unregister(self.client).await;
+    ///
+    /// A plain `fn` returning an `async move` block on purpose: an `async fn` taking `self` by
+    /// value stores it twice in its future (once as the argument, once as the local), and this
+    /// future lives as long as the connection.
+    #[allow(clippy::manual_async_fn)] // deliberate, see above
+    pub(crate) fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            let end = self.read_loop().await;
+            tracing::debug!(client = %self.client, ?end, "read pump finished");
+            self.outbox.reader_finished();
+            // Release the buffer before a possibly waiting hub send.
+            self.buf = BytesMut::new();
+            let unregister = Command::Unregister {
+                client: self.client,
+            };
+            let _ = self.to_hub(unregister).await;
+        }
     }
 
     async fn read_loop(&mut self) -> End {
         loop {
-            loop {
-                let event = match self.reader.read(&mut self.buf) {
+            while !self.buf.is_empty() {
+                let reader = self
+                    .reader
+                    .get_or_insert_with(|| Box::new(Reader::new(self.ctx.codec)));
+                let event = match reader.read(&mut self.buf) {
                     Ok(Some(event)) => event,
                     Ok(None) => break,
                     Err(err) => return self.protocol_error(&err),
                 };
-                if let Some(end) = self.on_event(event).await {
-                    return end;
+                match self.on_event(event) {
+                    Step::Continue => {}
+                    Step::End(end) => return end,
+                    Step::Broadcast(conversation, frame) => {
+                        let cmd = Command::Broadcast {
+                            conversation,
+                            from: Some(self.client),
+                            frame,
+                        };
+                        if !self.to_hub(cmd).await {
+                            return End::HubClosed;
+                        }
+                    }
+                    Step::Echo(frame) => match self.outbox.push(frame.clone()) {
+                        Push::Queued => {}
+                        Push::Closed => return End::Killed,
+                        // Echo applies backpressure instead of dropping: conformance suites
+                        // expect every message back, and a peer that does not read simply stops
+                        // being read. The waits are rare and boxed (see `to_hub`).
+                        Push::Backlogged { .. } => {
+                            if !Box::pin(self.until_caught_up()).await {
+                                return End::Killed;
+                            }
+                        }
+                        Push::Overflow => {
+                            if !Box::pin(self.push_when_room(frame)).await {
+                                return End::Killed;
+                            }
+                        }
+                    },
                 }
             }
-            if self.buf.is_empty() && self.buf.capacity() > 0 {
-                self.buf = BytesMut::new();
+            if self.buf.is_empty() {
+                if self.buf.capacity() > 0 {
+                    self.buf = BytesMut::new();
+                }
+                if self.reader.as_ref().is_some_and(|r| r.is_idle()) {
+                    self.reader = None;
+                }
             }
-            tokio::select! {
-                biased;
-                () = self.outbox.killed() => return End::Killed,
-                ready = self.rd.readable() => if ready.is_err() { return End::Eof },
+            // One small `poll_fn` instead of a `select!` over a readiness future and a kill
+            // future: this is the state an idle connection rests in.
+            let wake = std::future::poll_fn(|cx| {
+                if self.outbox.register_reader(cx.waker()) {
+                    return Poll::Ready(Ok(false));
+                }
+                self.rd.as_ref().poll_read_ready(cx).map_ok(|()| true)
+            })
+            .await;
+            match wake {
+                Ok(true) => {}
+                Ok(false) => return End::Killed,
+                Err(_) => return End::Eof,
             }
-            let want = self.reader.needed().clamp(READ_CHUNK, MAX_RESERVE);
+            let needed = self.reader.as_ref().map_or(0, |r| r.needed());
+            let want = needed.clamp(READ_CHUNK, MAX_RESERVE);
             self.buf.reserve(want);
             match self.rd.try_read_buf(&mut self.buf) {
                 Ok(0) => return End::Eof,
@@ -107,15 +177,15 @@ impl ReadPump {
         End::Refused
     }
 
-    async fn on_event(&mut self, event: Event) -> Option<End> {
+    fn on_event(&mut self, event: Event) -> Step {
         metrics::inc(&self.ctx.metrics.frames_in);
         match event {
             Event::Ping(payload) => {
                 // A peer too far behind to take a pong is about to be evicted by the hub.
                 let _ = self.outbox.push(wire::encode(&Frame::pong(payload)));
-                None
+                Step::Continue
             }
-            Event::Pong(_) => None,
+            Event::Pong(_) => Step::Continue,
             Event::Close(frame) => {
                 // Echo the peer's code (RFC 6455 §5.5.1); no code in, no code out.
                 let reply = match &frame {
@@ -124,77 +194,31 @@ impl ReadPump {
                 };
                 // Returns false when our own Close was already queued: nothing more to send.
                 self.outbox.close(reply, false);
-                Some(End::PeerClosed)
+                Step::End(End::PeerClosed)
             }
             Event::Message(message) => {
                 metrics::inc(&self.ctx.metrics.messages_in);
                 match self.mode {
-                    Mode::Echo => self.echo(message).await,
-                    Mode::Chat(conversation) => self.chat(conversation, message).await,
+                    Mode::Echo => Step::Echo(wire::encode(&message.into_frame())),
+                    Mode::Chat(conversation) => self.chat(conversation, message),
                 }
             }
         }
     }
 
-    /// Echo applies backpressure instead of dropping: conformance suites expect every message
-    /// back, and a peer that does not read simply stops being read.
-    async fn echo(&mut self, message: Message) -> Option<End> {
-        let frame = wire::encode(&message.into_frame());
-        loop {
-            match self.outbox.push(frame.clone()) {
-                Push::Queued => return None,
-                Push::Closed => return Some(End::Killed),
-                // Queued, but the peer is behind: stop reading until it catches up.
-                Push::Backlogged { .. } => {
-                    while self.outbox.backlog_since().is_some() {
-                        if !self.wait_for_room().await {
-                            return Some(End::Killed);
-                        }
-                    }
-                    return None;
-                }
-                Push::Overflow => {
-                    if !self.wait_for_room().await {
-                        return Some(End::Killed);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits for the writer to make progress; `false` if the connection was killed.
-    async fn wait_for_room(&self) -> bool {
-        tokio::select! {
-            biased;
-            () = self.outbox.killed() => false,
-            () = self.outbox.room() => true,
-        }
-    }
-
-    async fn chat(
-        &mut self,
-        conversation: Option<crate::ids::ConversationId>,
-        message: Message,
-    ) -> Option<End> {
+    fn chat(&mut self, conversation: Option<ConversationId>, message: Message) -> Step {
         match message {
             Message::Text(text) if text == "ping" => {
                 let _ = self.outbox.push(self.ctx.pong_text.clone());
-                None
+                Step::Continue
             }
-            Message::Text(text) => {
-                let conversation = conversation?;
+            Message::Text(text) => match conversation {
                 // Encoded once here, on this connection's thread; the hub only clones it.
-                let frame = wire::encode(&Frame::text(text));
-                match self
-                    .ctx
-                    .hub
-                    .broadcast(conversation, Some(self.client), frame)
-                    .await
-                {
-                    Ok(()) => None,
-                    Err(_) => Some(End::HubClosed),
+                Some(conversation) => {
+                    Step::Broadcast(conversation, wire::encode(&Frame::text(text)))
                 }
-            }
+                None => Step::Continue,
+            },
             // The chat protocol is text-only until file transfer exists (STYLE §3.3: 1003).
             Message::Binary(_) => {
                 self.outbox.close(
@@ -204,8 +228,53 @@ impl ReadPump {
                     ),
                     false,
                 );
-                Some(End::Refused)
+                Step::End(End::Refused)
             }
         }
+    }
+
+    /// Sends a command to the hub; `false` if the hub is gone. Queuing is synchronous when
+    /// there is room; only the wait for room is an `.await`, boxed: this pump's future is
+    /// allocated at its largest size for the life of the connection, so rare waits must not
+    /// add to it (the per-connection memory budget is 2 KiB).
+    async fn to_hub(&self, cmd: Command) -> bool {
+        match self.ctx.hub.try_send(cmd) {
+            Ok(()) => true,
+            Err(TrySendError::Closed(_)) => false,
+            Err(TrySendError::Full(cmd)) => Box::pin(self.ctx.hub.send_command(cmd)).await.is_ok(),
+        }
+    }
+
+    async fn until_caught_up(&self) -> bool {
+        while self.outbox.backlog_since().is_some() {
+            if !self.wait_for_room().await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn push_when_room(&self, frame: Bytes) -> bool {
+        loop {
+            if !self.wait_for_room().await {
+                return false;
+            }
+            match self.outbox.push(frame.clone()) {
+                Push::Queued => return true,
+                Push::Backlogged { .. } => return self.until_caught_up().await,
+                Push::Overflow => {}
+                Push::Closed => return false,
+            }
+        }
+    }
+
+    /// Waits for the writer to make progress; `false` if the connection was killed (a kill
+    /// also wakes this wait).
+    async fn wait_for_room(&self) -> bool {
+        if self.outbox.is_killed() {
+            return false;
+        }
+        self.outbox.room().await;
+        !self.outbox.is_killed()
     }
 }

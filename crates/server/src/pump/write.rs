@@ -1,8 +1,8 @@
 //! The write pump: outbox → socket, coalescing every queued frame into vectored writes.
 //!
-//! It waits on three things only: new frames (the outbox's wake-up), the server's shutdown
-//! token (then it queues Close 1001) and the connection's kill switch. No timers live here
-//! while the connection is open: pings come from the hub, one shared frame for everyone.
+//! It waits on the outbox only (new frames, a Close, the reader's end, a kill) and, while it
+//! has frames, on the socket. No timers live here while the connection is open: pings come
+//! from the hub, one shared frame for everyone, and so does the Close 1001 on shutdown.
 //!
 //! Once a Close frame is queued (by us, or as the reply to the peer's), the pump writes what
 //! is left, then waits for the read pump to see the peer's Close, all within `close_timeout`;
@@ -11,10 +11,12 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncWrite;
 use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::context::{ConnGuard, ServerCtx};
@@ -25,42 +27,81 @@ use crate::outbox::{advance, Outbox};
 const MAX_IOV: usize = 64;
 
 /// Runs the write side of one connection until it closes or is killed.
-pub(crate) async fn run(
-    mut wr: OwnedWriteHalf,
+///
+/// Not an `async fn`: that would store its arguments twice in the future, which lives as
+/// long as the connection (see the read pump).
+pub(crate) fn run(
+    wr: OwnedWriteHalf,
     outbox: Arc<Outbox>,
     ctx: Arc<ServerCtx>,
     guard: ConnGuard,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
     let mut writer = Writer {
+        wr,
         batch: VecDeque::new(),
         front_started: false,
         outbox,
         ctx,
+        _guard: guard,
     };
-    if writer.open_phase(&mut wr).await {
-        let close_timeout = writer.ctx.cfg.close_timeout;
-        let _ = tokio::time::timeout(close_timeout, writer.closing_phase(&mut wr)).await;
+    async move {
+        if writer.open_phase().await {
+            let close_timeout = writer.ctx.cfg.close_timeout;
+            // Boxed: rare, and the timer would otherwise enlarge every idle connection.
+            let _ = Box::pin(tokio::time::timeout(close_timeout, writer.closing_phase())).await;
+        }
+        writer.outbox.kill();
     }
-    writer.outbox.kill();
-    drop(guard);
 }
 
 struct Writer {
+    wr: OwnedWriteHalf,
     /// Frames taken from the outbox and not yet fully written.
     batch: VecDeque<Bytes>,
     /// The first frame of `batch` is partly written.
     front_started: bool,
     outbox: Arc<Outbox>,
     ctx: Arc<ServerCtx>,
+    /// The connection's slot and gauge entry, released when the writer (the last to go) ends.
+    _guard: ConnGuard,
+}
+
+/// What woke the writer.
+enum Wake {
+    /// A write call finished.
+    Written(io::Result<usize>),
+    /// The outbox has news (see [`Outbox::writer_has_news`]).
+    News,
 }
 
 impl Writer {
+    /// Waits for news from the outbox or, while the batch is non-empty, for one write to
+    /// complete. A single `poll_fn` with no stored sub-futures: this is the state an idle
+    /// connection's writer rests in.
+    async fn next(&mut self) -> Wake {
+        std::future::poll_fn(|cx| {
+            if self
+                .outbox
+                .writer_has_news(cx.waker(), self.batch.is_empty())
+            {
+                return Poll::Ready(Wake::News);
+            }
+            if self.batch.is_empty() {
+                return Poll::Pending;
+            }
+            poll_write_batch(&mut self.wr, &self.batch, cx).map(Wake::Written)
+        })
+        .await
+    }
+
     /// Returns `true` when a Close frame is queued and the closing phase should run, `false`
     /// when the connection is already over (killed, write error, or the reader ended without
     /// a close handshake).
-    async fn open_phase(&mut self, wr: &mut OwnedWriteHalf) -> bool {
-        let mut shutdown_seen = false;
+    async fn open_phase(&mut self) -> bool {
         loop {
+            if self.outbox.is_killed() {
+                return false;
+            }
             let state = self.outbox.take(&mut self.batch, self.front_started);
             if state.closing {
                 return true;
@@ -68,48 +109,30 @@ impl Writer {
             if self.batch.is_empty() && state.reader_done {
                 return false;
             }
-            tokio::select! {
-                biased;
-                () = self.outbox.killed() => return false,
-                () = self.ctx.shutdown.cancelled(), if !shutdown_seen => {
-                    shutdown_seen = true;
-                    self.outbox.close(self.ctx.going_away.clone(), false);
+            if let Wake::Written(written) = self.next().await {
+                if !self.on_written(written) {
+                    return false;
                 }
-                written = write_some(wr, &self.batch), if !self.batch.is_empty() => {
-                    if !self.on_written(written) {
-                        return false;
-                    }
-                }
-                () = self.outbox.writer_woken() => {}
             }
         }
     }
 
     /// Writes the rest of the batch (which ends with the Close frame), then waits for the
     /// read pump to finish. The caller bounds this with `close_timeout`.
-    async fn closing_phase(&mut self, wr: &mut OwnedWriteHalf) {
+    async fn closing_phase(&mut self) {
         loop {
-            self.outbox.take(&mut self.batch, self.front_started);
-            if self.batch.is_empty() {
-                break;
+            if self.outbox.is_killed() {
+                return;
             }
-            tokio::select! {
-                biased;
-                () = self.outbox.killed() => return,
-                written = write_some(wr, &self.batch) => {
-                    if !self.on_written(written) {
-                        return;
-                    }
+            // Retaking also applies an eviction's discard that arrived mid-write.
+            let state = self.outbox.take(&mut self.batch, self.front_started);
+            if self.batch.is_empty() && state.reader_done {
+                return;
+            }
+            if let Wake::Written(written) = self.next().await {
+                if !self.on_written(written) {
+                    return;
                 }
-                // An eviction can arrive while a write is blocked: retake to discard.
-                () = self.outbox.writer_woken() => {}
-            }
-        }
-        while !self.outbox.reader_done() {
-            tokio::select! {
-                biased;
-                () = self.outbox.killed() => return,
-                () = self.outbox.writer_woken() => {}
             }
         }
     }
@@ -133,15 +156,21 @@ impl Writer {
     }
 }
 
-/// One write call (cancel-safe: either it wrote `n` bytes or nothing).
-async fn write_some(wr: &mut OwnedWriteHalf, batch: &VecDeque<Bytes>) -> io::Result<usize> {
+/// One write call over the queued frames: a plain write for one frame, `writev` for more.
+/// The slice array lives on the stack of this poll, not in the pump's future.
+fn poll_write_batch(
+    wr: &mut OwnedWriteHalf,
+    batch: &VecDeque<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
     if batch.len() == 1 {
-        return wr.write(&batch[0]).await;
+        return Pin::new(wr).poll_write(cx, &batch[0]);
     }
-    let slices: Vec<IoSlice<'_>> = batch
-        .iter()
-        .take(MAX_IOV)
-        .map(|b| IoSlice::new(b))
-        .collect();
-    wr.write_vectored(&slices).await
+    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+    let mut n = 0;
+    for (slot, frame) in slices.iter_mut().zip(batch) {
+        *slot = IoSlice::new(frame);
+        n += 1;
+    }
+    Pin::new(wr).poll_write_vectored(cx, &slices[..n])
 }
