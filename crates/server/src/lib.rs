@@ -15,8 +15,9 @@
 //! - [`outbox`]: the bounded per-connection queue; a full one starts the slow-consumer grace
 //!   period, after which the client is evicted with close 1008.
 //! - Connections hold no read buffer while idle and no per-connection timers.
-//! - Shutdown: stop accepting, cancel the token (every write pump sends Close 1001 and waits
-//!   up to `close_timeout` for the reply), then wait up to `shutdown_grace` for every task.
+//! - Shutdown: stop accepting, cancel the token (the hub queues Close 1001 for every
+//!   connection; each write pump sends it and waits up to `close_timeout` for the reply), then
+//!   wait up to `shutdown_grace` for every task.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chatgroup_server::Error> {
