@@ -8,7 +8,7 @@
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --workspace --all-targets --all-features -- -D warnings
 #   test     cargo test --workspace --all-features (unit, integration and doc tests)
-#   doc      cargo doc with warnings denied (house style §3.10)
+#   doc      cargo doc of the library crates with warnings denied (house style §3.10)
 #   benches  cargo build --benches: keeps the criterion benches compiling without running them
 #   fuzz     every cargo-fuzz target for FUZZ_SECONDS, seeded from fuzz/seeds/<target>
 #   perf     perf/smoke.sh, when it exists
@@ -189,7 +189,9 @@ stage_test() {
 }
 
 stage_doc() {
-    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --document-private-items
+    # Libraries only: a binary's doc comments are its clap --help text, written for a
+    # terminal rather than for rustdoc's markdown (brackets there are not intra-doc links).
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --lib --document-private-items
 }
 
 stage_benches() {
