@@ -6,7 +6,8 @@ use crate::config::{CodecConfig, Role};
 use crate::error::ProtocolError;
 use crate::frame::Frame;
 use crate::header::FrameHeader;
-use crate::mask::apply_mask_offset;
+use crate::mask::{apply_mask, apply_mask_offset};
+use crate::opcode::OpCode;
 
 /// Decodes frames from the front of a receive buffer.
 ///
@@ -39,6 +40,20 @@ pub struct Decoder {
     cfg: CodecConfig,
     pending: Option<Pending>,
     needed: usize,
+}
+
+/// A frame decoded in place by [`Decoder::decode_in_place`]: its payload is a
+/// view into the caller's buffer, already unmasked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    /// FIN: the final fragment of its message.
+    pub fin: bool,
+    /// RSV1-3 as a 3-bit value.
+    pub rsv: u8,
+    /// The opcode.
+    pub opcode: OpCode,
+    /// The unmasked payload, borrowed from the buffer.
+    pub payload: &'a [u8],
 }
 
 /// A frame whose header has been consumed but whose payload is incomplete.
@@ -89,6 +104,7 @@ impl Decoder {
     /// Any RFC 6455 framing violation or limit breach; see
     /// [`ProtocolError::close_code`] for the code to send. After an error the
     /// connection must be failed; the decoder's state is unspecified.
+    #[inline]
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
         self.decode_with(src, |_| Ok(()))
     }
@@ -101,6 +117,7 @@ impl Decoder {
     ///
     /// # Errors
     /// As [`decode`](Self::decode), plus any error `on_header` returns.
+    #[inline]
     pub fn decode_with(
         &mut self,
         src: &mut BytesMut,
@@ -149,11 +166,77 @@ impl Decoder {
         }))
     }
 
+    /// Decodes one complete frame at the front of `buf` without taking ownership
+    /// of anything: the payload is unmasked in place and borrowed, and the caller
+    /// removes the frame's bytes (the returned length) when it is done with it.
+    ///
+    /// This is the fastest path when payloads are consumed where they lie (an
+    /// echo, a parser that copies out what it keeps): no reference counting per
+    /// frame. It needs the whole frame in `buf`, so the buffer must be able to
+    /// hold `max_frame_len` plus a header; `Ok(None)` means more bytes are needed
+    /// ([`needed`](Self::needed) says how many) and leaves `buf` untouched. Do not
+    /// interleave it with [`decode`](Self::decode) while that is mid-frame.
+    ///
+    /// # Errors
+    /// As [`decode`](Self::decode).
+    ///
+    /// ```
+    /// use rfc6455::{CodecConfig, Decoder, OpCode};
+    /// let mut dec = Decoder::new(CodecConfig::server());
+    /// // Two masked frames back to back: RFC 6455 §5.7 "Hello", then the same again.
+    /// let hello = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+    /// let mut buf = [hello, hello].concat();
+    /// let mut at = 0;
+    /// while let Some((frame, len)) = dec.decode_in_place(&mut buf[at..]).unwrap() {
+    ///     assert_eq!((frame.opcode, frame.payload), (OpCode::Text, &b"Hello"[..]));
+    ///     at += len;
+    /// }
+    /// assert_eq!(at, buf.len());
+    /// ```
+    #[inline]
+    pub fn decode_in_place<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+    ) -> Result<Option<(FrameRef<'a>, usize)>, ProtocolError> {
+        debug_assert!(
+            self.pending.is_none(),
+            "decode_in_place while decode is mid-frame"
+        );
+        let Some((header, header_len)) = FrameHeader::parse(buf)? else {
+            self.needed = min_header_len(buf).saturating_sub(buf.len()).max(1);
+            return Ok(None);
+        };
+        self.check(&header)?;
+        let total = usize::try_from(header.payload_len)
+            .ok()
+            .and_then(|len| len.checked_add(header_len))
+            .ok_or_else(|| self.too_large(header.payload_len))?;
+        if buf.len() < total {
+            self.needed = total - buf.len();
+            return Ok(None);
+        }
+        let payload = &mut buf[header_len..total];
+        if let Some(key) = header.mask {
+            apply_mask(payload, key);
+        }
+        self.needed = 2;
+        Ok(Some((
+            FrameRef {
+                fin: header.fin,
+                rsv: header.rsv,
+                opcode: header.opcode,
+                payload,
+            },
+            total,
+        )))
+    }
+
     /// The header of the frame whose payload is arriving, and the unmasked bytes
     /// of its payload already at the front of `src`.
     ///
     /// `src` must be the buffer last passed to [`decode`](Self::decode).
     #[must_use]
+    #[inline]
     pub fn partial_payload<'a>(&self, src: &'a [u8]) -> Option<(&FrameHeader, &'a [u8])> {
         let p = self.pending.as_ref()?;
         let available = if p.header.mask.is_some() {
@@ -164,6 +247,7 @@ impl Decoder {
         Some((&p.header, &src[..available.min(src.len()).min(p.len)]))
     }
 
+    #[inline]
     fn check(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
         if h.rsv & !self.cfg.allowed_rsv != 0 {
             return Err(ProtocolError::ReservedBits);
@@ -260,6 +344,48 @@ mod tests {
                 len: 1001,
                 max: 1000
             })
+        );
+    }
+
+    #[test]
+    fn in_place_decoding_agrees_with_owned_decoding() {
+        let frames = [
+            Frame::text("a"),
+            Frame::binary(vec![9u8; 300]),
+            Frame::ping("p"),
+            Frame::new(OpCode::Text, "frag").with_fin(false),
+            Frame::new(OpCode::Continuation, vec![b'x'; 70_000]),
+        ];
+        let mut wire = BytesMut::new();
+        for f in &frames {
+            f.encode(Some([5, 6, 7, 8]), &mut wire);
+        }
+        let mut in_place = wire.to_vec();
+        let mut dec = Decoder::new(CodecConfig::server());
+        let mut at = 0;
+        let mut seen = Vec::new();
+        // Feed a growing prefix, as a socket would: None until the frame is whole.
+        let mut avail = 1;
+        while at < in_place.len() {
+            match dec.decode_in_place(&mut in_place[at..avail]).unwrap() {
+                Some((f, len)) => {
+                    seen.push(Frame {
+                        fin: f.fin,
+                        rsv: f.rsv,
+                        opcode: f.opcode,
+                        payload: Bytes::copy_from_slice(f.payload),
+                    });
+                    at += len;
+                }
+                None => avail = (avail + dec.needed()).min(in_place.len()),
+            }
+        }
+        assert_eq!(seen, frames);
+
+        let mut dec = Decoder::new(CodecConfig::client());
+        assert_eq!(
+            dec.decode_in_place(&mut wire.to_vec()),
+            Err(ProtocolError::MaskedFrame)
         );
     }
 

@@ -49,6 +49,7 @@ impl FrameHeader {
     /// assert_eq!(h.mask, Some([0x37, 0xfa, 0x21, 0x3d]));
     /// assert_eq!(FrameHeader::parse(&wire[..1]).unwrap(), None);
     /// ```
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<Option<(Self, usize)>, ProtocolError> {
         let (b0, b1) = match buf {
             [b0, b1, ..] => (*b0, *b1),
@@ -98,6 +99,7 @@ impl FrameHeader {
         )))
     }
 
+    #[inline]
     fn read_len(len7: u8, ext: &[u8]) -> Result<u64, ProtocolError> {
         match len7 {
             126 => {

@@ -93,7 +93,7 @@ mod writer;
 
 pub use close::{CloseCode, CloseFrame, CloseHandshake, CloseState, MAX_CLOSE_REASON};
 pub use config::{CodecConfig, Role};
-pub use decoder::Decoder;
+pub use decoder::{Decoder, FrameRef};
 pub use error::{ClientHandshakeError, HandshakeError, ProtocolError};
 pub use frame::{encode_frame, Frame};
 pub use handshake::{

@@ -30,6 +30,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
 /// rfc6455::apply_mask_offset(b, key, 3);
 /// assert_eq!(whole, pieces);
 /// ```
+#[inline]
 pub fn apply_mask_offset(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let phase = offset & 3;
     let key = [

@@ -109,6 +109,7 @@ impl MessageAssembler {
     /// # Errors
     /// [`ProtocolError::UnexpectedContinuation`], [`ProtocolError::ExpectedContinuation`]
     /// or [`ProtocolError::MessageTooLarge`].
+    #[inline]
     pub fn on_header(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
         if h.opcode.is_control() {
             return Ok(());
@@ -150,6 +151,7 @@ impl MessageAssembler {
     ///
     /// # Errors
     /// [`ProtocolError::InvalidUtf8`].
+    #[inline]
     pub fn on_partial(&mut self, h: &FrameHeader, prefix: &[u8]) -> Result<(), ProtocolError> {
         if h.opcode.is_control() || !self.header_seen || !self.frame_is_text {
             return Ok(());
@@ -168,6 +170,7 @@ impl MessageAssembler {
     /// # Errors
     /// Fragment order, size limit or UTF-8 violations. Passing a control frame
     /// is a caller bug and reported as [`ProtocolError::ExpectedContinuation`].
+    #[inline]
     pub fn push(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
         if frame.opcode.is_control() {
             return Err(ProtocolError::ExpectedContinuation);
@@ -214,8 +217,8 @@ impl MessageAssembler {
             }
         };
         Ok(Some(if text {
-            // Validated fragment by fragment above.
-            Message::Text(Utf8Bytes::try_from(payload).map_err(|_| ProtocolError::InvalidUtf8)?)
+            // Validated fragment by fragment above, ending with `finish`.
+            Message::Text(Utf8Bytes::from_validated(payload))
         } else {
             Message::Binary(payload)
         }))

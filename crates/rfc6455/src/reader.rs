@@ -87,6 +87,7 @@ impl Reader {
     /// # Errors
     /// Any RFC 6455 violation; send its [`close_code`](ProtocolError::close_code)
     /// and fail the connection.
+    #[inline]
     pub fn read(&mut self, src: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
         if self.closed {
             // §5.5.1: after a close frame the peer sends nothing more.

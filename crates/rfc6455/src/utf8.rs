@@ -27,6 +27,13 @@ impl Utf8Bytes {
         Self(Bytes::from_static(s.as_bytes()))
     }
 
+    /// Wraps bytes the caller has just validated (the assembler validates text
+    /// fragment by fragment and must not pay for a second pass).
+    pub(crate) fn from_validated(bytes: Bytes) -> Self {
+        debug_assert!(std::str::from_utf8(&bytes).is_ok());
+        Self(bytes)
+    }
+
     /// The text.
     #[must_use]
     pub fn as_str(&self) -> &str {
