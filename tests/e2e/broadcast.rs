@@ -117,16 +117,30 @@ async fn many_members_receive_every_broadcast_once_in_order() {
     );
     outsider.close().await;
 
-    // The peer's messages reach our members too.
+    // The peer's messages reach our members too. The listener speaks first: the peer
+    // hearing it proves the hub has registered the listener (a socket's join is handled
+    // before its own broadcasts), so nothing the peer sends afterwards can overtake the join.
+    let mut listener = TestClient::connect(server.addr, "/ws?conversation_id=1").await;
+    listener.send_text("listener here").await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), peer.next())
+            .await
+            .expect("peer hears the listener in time")
+            .expect("peer stream open")
+            .expect("peer frame")
+        {
+            tungstenite::Message::Text(t) => {
+                assert_eq!(t.as_str(), "listener here");
+                break;
+            }
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("peer got {other:?}"),
+        }
+    }
     peer.send(tungstenite::Message::Text("from tungstenite".into()))
         .await
         .unwrap();
-    let mut listener = TestClient::connect(server.addr, "/ws?conversation_id=1").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    peer.send(tungstenite::Message::Text("second".into()))
-        .await
-        .unwrap();
-    assert_eq!(listener.expect_text().await, "second");
+    assert_eq!(listener.expect_text().await, "from tungstenite");
     peer.close(None).await.unwrap();
 
     assert!(server.metric("chatgroup_broadcasts_total").await >= (SENDERS * PER_SENDER) as u64);
