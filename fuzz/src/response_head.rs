@@ -94,7 +94,8 @@ fn roundtrip(raw: &[u8]) {
     let offered: Vec<&str> = OFFERED.iter().copied().take(raw.len() % 3).collect();
     let hs = ClientHandshake::new("localhost:9001", &resource, nonce).with_protocols(&offered);
     let mut request = BytesMut::new();
-    hs.write_request(&mut request);
+    hs.write_request(&mut request)
+        .expect("the resource is built from visible characters only");
     let (head, head_len) = parse_request(&request, &HeadLimits::DEFAULT)
         .expect("our request parses")
         .expect("our request is complete");

@@ -218,7 +218,7 @@ impl TestClient {
             hs = hs.with_header(name, value);
         }
         let mut out = BytesMut::new();
-        hs.write_request(&mut out);
+        hs.write_request(&mut out).expect("a well-formed request");
         stream.write_all(&out).await.unwrap();
         let mut buf = BytesMut::new();
         loop {

@@ -118,7 +118,9 @@ impl Session {
         stream.set_nodelay(true)?;
         let handshake = ClientHandshake::new(&target.addr.to_string(), resource, nonce_for(index));
         let mut wbuf = BytesMut::with_capacity(256);
-        handshake.write_request(&mut wbuf);
+        handshake
+            .write_request(&mut wbuf)
+            .context("build handshake")?;
         stream.write_all(&wbuf).await.context("send handshake")?;
         wbuf.clear();
         let mut rbuf = BytesMut::with_capacity(512);

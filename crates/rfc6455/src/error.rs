@@ -212,4 +212,8 @@ pub enum ClientHandshakeError {
     /// The server chose an extension the client did not offer.
     #[error("server chose an extension that was not offered")]
     UnexpectedExtension,
+    /// The request to send would not be a well-formed head (see
+    /// [`ClientHandshake::write_request`](crate::ClientHandshake::write_request)).
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
 }

@@ -19,7 +19,7 @@ use crate::error::ClientHandshakeError;
 /// let hs = ClientHandshake::new("server.example.com", "/chat", *b"the sample nonce")
 ///     .with_protocols(&["chat"]);
 /// let mut req = bytes::BytesMut::new();
-/// hs.write_request(&mut req);
+/// hs.write_request(&mut req).unwrap();
 /// assert!(req.starts_with(b"GET /chat HTTP/1.1\r\n"));
 ///
 /// let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -87,7 +87,23 @@ impl ClientHandshake {
     }
 
     /// Writes the request head.
-    pub fn write_request(&self, dst: &mut BytesMut) {
+    ///
+    /// # Errors
+    /// [`ClientHandshakeError::InvalidRequest`] if the host, resource, a
+    /// subprotocol or a header would not make a well-formed head (CR, LF or other
+    /// control characters, spaces in the resource, a resource not starting with
+    /// `/`, a header name or subprotocol that is not an HTTP token). Checking here
+    /// means untrusted strings cannot inject header lines. Nothing is written then.
+    ///
+    /// ```
+    /// use rfc6455::{ClientHandshake, ClientHandshakeError};
+    /// let evil = ClientHandshake::new("h", "/", [0; 16]).with_header("X", "a\r\nInjected: yes");
+    /// let mut out = bytes::BytesMut::new();
+    /// assert!(matches!(evil.write_request(&mut out), Err(ClientHandshakeError::InvalidRequest(_))));
+    /// assert!(out.is_empty());
+    /// ```
+    pub fn write_request(&self, dst: &mut BytesMut) -> Result<(), ClientHandshakeError> {
+        self.check_request()?;
         let mut put = |s: &str| dst.put_slice(s.as_bytes());
         put("GET ");
         put(&self.resource);
@@ -108,6 +124,34 @@ impl ClientHandshake {
             put("\r\n");
         }
         put("\r\n");
+        Ok(())
+    }
+
+    fn check_request(&self) -> Result<(), ClientHandshakeError> {
+        let bad = ClientHandshakeError::InvalidRequest;
+        // Visible ASCII only: no spaces, controls or non-ASCII in a request target.
+        if !self.resource.starts_with('/') || !self.resource.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad("resource must be an origin-form path of visible ascii"));
+        }
+        if self.host.is_empty() || !self.host.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad("host must be non-empty visible ascii"));
+        }
+        if !self.protocols.iter().all(|p| is_token(p)) {
+            return Err(bad("subprotocol is not an http token"));
+        }
+        for (name, value) in &self.headers {
+            if !is_token(name) {
+                return Err(bad("header name is not an http token"));
+            }
+            // Field values: visible characters, spaces and tabs (RFC 9110 §5.5).
+            if !value
+                .bytes()
+                .all(|b| b == b'\t' || b == b' ' || b.is_ascii_graphic() || b >= 0x80)
+            {
+                return Err(bad("header value contains control characters"));
+            }
+        }
+        Ok(())
     }
 
     /// Parses and checks the server's response head from the front of `buf`.
@@ -178,6 +222,13 @@ impl ClientHandshake {
     }
 }
 
+/// Whether `s` is an HTTP token (RFC 9110 §5.6.2).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,7 +239,7 @@ mod tests {
         let hs =
             ClientHandshake::new("localhost:9001", "/ws?a=b", [7; 16]).with_protocols(&["x", "y"]);
         let mut req = BytesMut::new();
-        hs.write_request(&mut req);
+        hs.write_request(&mut req).unwrap();
         let (head, _) = parse_request(&req, &HeadLimits::DEFAULT).unwrap().unwrap();
         let upgrade = validate_upgrade(&head).unwrap();
         assert_eq!(upgrade.query, Some("a=b"));
@@ -196,6 +247,23 @@ mod tests {
         write_accept(&upgrade, upgrade.choose_protocol(&["y"]), &[], &mut resp);
         let (answer, _) = hs.parse_response(&resp).unwrap().unwrap();
         assert_eq!(answer.protocol.as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn refuses_to_write_injected_lines() {
+        let cases = [
+            ClientHandshake::new("h\r\nX: y", "/", [0; 16]),
+            ClientHandshake::new("h", "/a b", [0; 16]),
+            ClientHandshake::new("h", "no-slash", [0; 16]),
+            ClientHandshake::new("h", "/", [0; 16]).with_header("X\nY", "v"),
+            ClientHandshake::new("h", "/", [0; 16]).with_header("X", "v\r\n\r\nbody"),
+            ClientHandshake::new("h", "/", [0; 16]).with_protocols(&["a b"]),
+        ];
+        for hs in cases {
+            let mut out = BytesMut::new();
+            assert!(hs.write_request(&mut out).is_err(), "{hs:?}");
+            assert!(out.is_empty());
+        }
     }
 
     #[test]

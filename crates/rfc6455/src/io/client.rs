@@ -124,7 +124,7 @@ where
         handshake = handshake.with_header(name, value);
     }
     let mut buf = BytesMut::with_capacity(1024);
-    handshake.write_request(&mut buf);
+    handshake.write_request(&mut buf)?;
     io.write_all(&buf).await?;
     io.flush().await?;
     buf.clear();

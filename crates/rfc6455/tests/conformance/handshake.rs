@@ -313,7 +313,7 @@ fn our_client_request_passes_our_server_and_the_answer_passes_our_client() {
         .with_header("Origin", "http://example.com");
     assert_eq!(hs.key(), RFC_KEY, "the RFC nonce encodes to the RFC key");
     let mut request = BytesMut::new();
-    hs.write_request(&mut request);
+    hs.write_request(&mut request).unwrap();
     let response = answer(&request, &HeadLimits::DEFAULT, &["superchat"]);
     let (settled, len) = hs.parse_response(&response).unwrap().unwrap();
     assert_eq!(settled.protocol.as_deref(), Some("superchat"));
