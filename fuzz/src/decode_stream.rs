@@ -11,7 +11,8 @@
 //! encodings, so this must hold); errors are violations a reference reading of the
 //! header confirms; `needed()` never promises progress that does not come and
 //! never hides a frame; the `Reader`'s events equal the `Decoder`'s frames run
-//! through a `MessageAssembler` and `CloseFrame::parse`.
+//! through a `MessageAssembler` and `CloseFrame::parse`; the borrowing
+//! `decode_in_place` yields the same frames and error as `decode` on the whole stream.
 
 use bytes::BytesMut;
 use rfc6455::{
@@ -93,6 +94,16 @@ pub fn check(data: &[u8]) {
             "{role:?}: chunking changed the error"
         );
 
+        let (in_place, in_place_error) = run_in_place(cfg, scenario.wire);
+        assert_eq!(
+            in_place, whole.frames,
+            "{role:?}: decode_in_place and decode disagree on frames"
+        );
+        assert_eq!(
+            in_place_error, whole.error,
+            "{role:?}: decode_in_place and decode disagree on the error"
+        );
+
         let events_whole = run_reader(cfg, scenario.wire, &scenario.deliveries(true));
         let events_chunked = run_reader(cfg, scenario.wire, &scenario.deliveries(false));
         assert_eq!(
@@ -111,6 +122,34 @@ pub fn check(data: &[u8]) {
             // The Reader checks message rules from headers and UTF-8 inside frames
             // that have not fully arrived, so it may fail where frames are missing.
             (Some(_) | None, None) => {}
+        }
+    }
+}
+
+/// The whole stream decoded with the borrowing `decode_in_place`, frames copied out.
+fn run_in_place(cfg: CodecConfig, wire: &[u8]) -> (Vec<Frame>, Option<ProtocolError>) {
+    let mut dec = Decoder::new(cfg);
+    let mut buf = wire.to_vec();
+    let total = buf.len();
+    let mut at = 0;
+    let mut frames = Vec::new();
+    loop {
+        match dec.decode_in_place(&mut buf[at..]) {
+            Ok(Some((f, len))) => {
+                assert!(len <= total - at, "a frame longer than the buffer");
+                frames.push(Frame {
+                    fin: f.fin,
+                    rsv: f.rsv,
+                    opcode: f.opcode,
+                    payload: bytes::Bytes::copy_from_slice(f.payload),
+                });
+                at += len;
+            }
+            Ok(None) => {
+                assert!(dec.needed() >= 1, "needed() is 0 while waiting");
+                return (frames, None);
+            }
+            Err(e) => return (frames, Some(e)),
         }
     }
 }
