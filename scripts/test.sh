@@ -6,7 +6,8 @@
 # Stages, in order (the first failure stops the run):
 #   tools    install what the tests need, each step skipped when already present
 #   fmt      cargo fmt --all --check
-#   clippy   cargo clippy --workspace --all-targets --all-features -- -D warnings
+#   clippy   cargo clippy --workspace --all-targets --all-features -- -D warnings, and the codec
+#            core alone without features (no tokio, no RNG in its dependency tree)
 #   test     cargo test --workspace --all-features (unit, integration and doc tests)
 #   doc      cargo doc of the library crates with warnings denied (house style §3.10)
 #   benches  cargo build --benches: keeps the criterion benches compiling without running them
@@ -181,6 +182,16 @@ stage_fmt() {
 
 stage_clippy() {
     cargo clippy --workspace --all-targets --all-features -- -D warnings
+    # The codec's core must build without its optional tokio adapter, and must not pull in
+    # tokio or a random number generator (the tests enable the feature, so check it here).
+    cargo clippy -p rfc6455 --lib --no-default-features -- -D warnings
+    local deps
+    deps="$(cargo tree -p rfc6455 --no-default-features -e normal --prefix none)"
+    if grep -Eq '^(tokio|getrandom) ' <<<"$deps"; then
+        echo "rfc6455 without features depends on tokio or getrandom:" >&2
+        echo "$deps" >&2
+        return 1
+    fi
 }
 
 stage_test() {
