@@ -7,7 +7,8 @@
 #   perf/profile.sh chatgroup echo --conns 100 --window 16 --size 32
 #   perf/profile.sh tungstenite fanout --subscribers 1000 --size 64
 #
-# SERVER is chatgroup (default), tungstenite, fastws or node. Needs `perf` (Debian:
+# SERVER is chatgroup (default), tungstenite, fastws, node or tcp-echo (give `echo --raw-peer`
+# to the generator then). RT=1 runs both under SCHED_FIFO like `perf/run.sh --rt`. Needs `perf` (Debian:
 # linux-perf) and the binaries perf/run.sh builds. The report lands in
 # perf/results/profile-SERVER.txt; `perf report -i perf/results/profile-SERVER.data` browses it.
 set -euo pipefail
@@ -26,11 +27,18 @@ SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/chatgroup-profile.XXXXXX")"
 PORT=$((40000 + RANDOM % 20000))
 ADDR="127.0.0.1:$PORT"
 PEERS=perf/peers/target/release
+PIN0=(taskset -c 0)
+PIN1=(taskset -c 1)
+if [[ "${RT:-0}" == 1 ]]; then
+    PIN0=(chrt -f 20 taskset -c 0)
+    PIN1=(chrt -f 20 taskset -c 1)
+fi
 case "$SERVER" in
-chatgroup) taskset -c 0 target/release/chatgroup --listen "$ADDR" --data-dir "$SCRATCH/data" --echo --log warn & ;;
-tungstenite) taskset -c 0 "$PEERS/tungstenite-peer" "$ADDR" >/dev/null & ;;
-fastws) taskset -c 0 "$PEERS/fastws-peer" "$ADDR" >/dev/null & ;;
-node) taskset -c 0 node perf/peers/node/server.js "$ADDR" >/dev/null & ;;
+chatgroup) "${PIN0[@]}" target/release/chatgroup --listen "$ADDR" --data-dir "$SCRATCH/data" --echo --log warn & ;;
+tungstenite) "${PIN0[@]}" "$PEERS/tungstenite-peer" "$ADDR" >/dev/null & ;;
+fastws) "${PIN0[@]}" "$PEERS/fastws-peer" "$ADDR" >/dev/null & ;;
+node) "${PIN0[@]}" node perf/peers/node/server.js "$ADDR" >/dev/null & ;;
+tcp-echo) "${PIN0[@]}" "$PEERS/tcp-echo-peer" "$ADDR" >/dev/null & ;;
 *) echo "unknown server $SERVER" >&2; exit 64 ;;
 esac
 SPID=$!
@@ -49,7 +57,7 @@ DURATION=5
     wait
 ) &
 REC=$!
-taskset -c 1 target/release/loadgen --addr "$ADDR" --server-pid "$SPID" --label "$SERVER" \
+"${PIN1[@]}" target/release/loadgen --addr "$ADDR" --server-pid "$SPID" --label "$SERVER" \
     --warmup "$WARMUP" --duration "$DURATION" --quiet "$@" >"$SCRATCH/report.json"
 wait $REC
 

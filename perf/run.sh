@@ -13,6 +13,9 @@
 #   --no-build             use the binaries already built
 #   --wait-quiet SECS      before each round, wait up to SECS for the machine to be idle
 #                          (other processes under 0.3 cores), so shared machines skew less
+#   --rt                   run server and generator under SCHED_FIFO (chrt -f 20, needs root):
+#                          on a machine shared with other work, other processes then only get
+#                          the CPU time these two leave (the kernel keeps 5% for them anyway)
 #
 # Each server is started fresh for every case and round, pinned to core 0 (taskset -c 0);
 # the generator is pinned to core 1. Rounds are the outer loop, so a slow minute on a shared
@@ -31,6 +34,7 @@ SERVERS="chatgroup tungstenite fastws node tcp-echo"
 CASES=""
 BUILD=1
 WAIT_QUIET=0
+RT=0
 while (($#)); do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -39,6 +43,7 @@ while (($#)); do
     --cases) CASES="$2"; shift ;;
     --no-build) BUILD=0 ;;
     --wait-quiet) WAIT_QUIET="$2"; shift ;;
+    --rt) RT=1 ;;
     -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 64 ;;
     esac
@@ -96,6 +101,11 @@ else
     PIN_SERVER=()
     PIN_GEN=()
 fi
+if ((RT)); then
+    chrt -f 20 true || { echo "--rt needs chrt and permission for SCHED_FIFO" >&2; exit 1; }
+    PIN_SERVER=(chrt -f 20 "${PIN_SERVER[@]}")
+    PIN_GEN=(chrt -f 20 "${PIN_GEN[@]}")
+fi
 
 if ((BUILD)); then
     echo "== building chatgroup and loadgen (release)"
@@ -109,14 +119,21 @@ if ((BUILD)); then
         (cd perf/peers/node && npm ci --no-audit --no-fund --loglevel=error)
     fi
 fi
-LOADGEN="$ROOT/target/release/loadgen"
-PEERS="$ROOT/perf/peers/target/release"
-
 mkdir -p perf/results
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 RAW="perf/results/raw-$STAMP.jsonl"
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/chatgroup-perf.XXXXXX")"
 SPID=""
+
+# Measure copies, so a rebuild in the shared target directory cannot swap a binary mid-run.
+BIN="$SCRATCH/bin"
+mkdir -p "$BIN"
+cp target/release/chatgroup target/release/loadgen "$BIN/"
+for peer in tungstenite-peer fastws-peer tcp-echo-peer; do
+    if [[ -x "perf/peers/target/release/$peer" ]]; then cp "perf/peers/target/release/$peer" "$BIN/"; fi
+done
+LOADGEN="$BIN/loadgen"
+PEERS="$BIN"
 
 stop_server() {
     if [[ -n "$SPID" ]]; then
@@ -139,7 +156,7 @@ start_server() {
     case "$name" in
     chatgroup)
         rm -rf "$SCRATCH/data"
-        "${PIN_SERVER[@]}" target/release/chatgroup --listen "$addr" --data-dir "$SCRATCH/data" \
+        "${PIN_SERVER[@]}" "$BIN/chatgroup" --listen "$addr" --data-dir "$SCRATCH/data" \
             --echo --log warn >"$log" 2>&1 &
         ;;
     tungstenite) "${PIN_SERVER[@]}" "$PEERS/tungstenite-peer" "$addr" >"$log" 2>&1 & ;;
@@ -191,7 +208,7 @@ wait_quiet() {
     done
 }
 
-echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
+echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)$( ((RT)) && echo ', SCHED_FIFO')"
 echo "== $ROUNDS round(s) x ${#SELECTED[@]} case(s) x servers: $SERVERS; raw results in $RAW"
 PORT=$((20000 + RANDOM % 20000))
 RUN_START=$SECONDS
@@ -242,7 +259,7 @@ echo "== done in $((SECONDS - RUN_START)) s; load average now $(cut -d' ' -f1-3 
 
 {
     echo "Command: \`$CMDLINE\` at $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $STAMP"
-    echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r); load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r); load average at the end $(cut -d' ' -f1-3 /proc/loadavg)$( ((RT)) && echo '; server and generator under SCHED_FIFO')"
     echo
     python3 perf/summarize.py "$RAW"
 } | tee perf/results/latest.md
