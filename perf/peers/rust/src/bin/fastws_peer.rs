@@ -98,7 +98,10 @@ async fn server_upgrade(
             Some(room) => tokio::task::unconstrained(chat(fut, room, rooms)).await,
         };
         if let Err(e) = result {
-            if !matches!(e, WebSocketError::ConnectionClosed | WebSocketError::UnexpectedEOF) {
+            if !matches!(
+                e,
+                WebSocketError::ConnectionClosed | WebSocketError::UnexpectedEOF
+            ) {
                 eprintln!("websocket: {e}");
             }
         }

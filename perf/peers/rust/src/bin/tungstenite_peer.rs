@@ -75,6 +75,8 @@ fn route_of(req: &Request) -> Option<Route> {
     }
 }
 
+// The callback's error type is tungstenite's own `ErrorResponse`, however large.
+#[allow(clippy::result_large_err)]
 async fn handle(stream: TcpStream, _peer: SocketAddr, id: u64, rooms: Rooms) {
     let mut route = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
