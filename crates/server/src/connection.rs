@@ -24,6 +24,7 @@ use crate::origin::origin_allowed;
 use crate::outbox::Outbox;
 use crate::page;
 use crate::pump::read::ReadPump;
+use crate::pump::replies::Replies;
 use crate::pump::{self, Mode};
 
 /// What to do with a parsed request.
@@ -202,7 +203,12 @@ async fn start_websocket(
     ctx: Arc<ServerCtx>,
 ) {
     let client = ctx.next_client_id();
-    let outbox = Arc::new(Outbox::new(ctx.cfg.outbox_depth, ctx.cfg.outbox_bytes));
+    let (rd, wr) = stream.into_split();
+    let outbox = Arc::new(Outbox::with_socket(
+        ctx.cfg.outbox_depth,
+        ctx.cfg.outbox_bytes,
+        wr,
+    ));
     if ctx.hub.register(client, outbox.clone()).await.is_err() {
         return;
     }
@@ -212,12 +218,12 @@ async fn start_websocket(
         }
     }
     tracing::debug!(%peer, %client, ?mode, "websocket open");
-    let (rd, wr) = stream.into_split();
-    let writer = pump::write::run(wr, outbox.clone(), ctx.clone(), guard);
+    let writer = pump::write::run(outbox.clone(), ctx.clone(), guard);
     let reader = ReadPump {
         rd,
         buf,
         reader: None,
+        replies: Replies::default(),
         outbox,
         client,
         mode,

@@ -15,6 +15,15 @@
 //!
 //! The bounds cover frames the write pump has taken but not yet written (`outstanding`), so
 //! the writer's private batch cannot become a second, unbounded queue.
+//!
+//! **Writing at once.** The outbox also holds the connection's write half. While nothing is
+//! queued or being written (`outstanding == 0`), whoever holds the lock may write straight to
+//! the socket with a non-blocking `try_write` ([`Outbox::send`], [`Outbox::send_replies`]):
+//! the read pump answering a batch of echoes, the hub fanning out at a low rate. That saves
+//! the queue entry, the write pump's wake-up and its task poll. Order is kept because the
+//! check and the write happen under the lock and the write pump only writes frames it took
+//! (which keeps `outstanding` above zero until they are written). Whatever the socket does
+//! not take at once is queued, in order, for the write pump, exactly as a plain push.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +32,16 @@ use std::task::Waker;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
+use std::io::{ErrorKind, IoSlice};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
+
+use crate::metrics::{self, Metrics};
+use crate::pump::replies::Replies;
+
+/// At most this many slices per vectored write.
+pub(crate) const MAX_IOV: usize = 64;
 
 /// Bytes charged per queued frame on top of its length (the queue entry and the shared
 /// allocation's header), so the byte bound also bounds a flood of tiny frames.
@@ -32,6 +50,8 @@ pub const FRAME_OVERHEAD: usize = 64;
 /// The outcome of [`Outbox::push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
+    /// The frame was written to the socket at once (see [`Outbox::send`]).
+    Sent,
     /// The frame was queued.
     Queued,
     /// The frame was queued, but the queue is past its soft limit.
@@ -90,6 +110,9 @@ pub struct Outbox {
     killed: AtomicBool,
     /// Set by the read pump on every received byte, cleared by each liveness sweep.
     alive: AtomicBool,
+    /// The connection's write half; `None` in tests of the queue alone (everything is then
+    /// queued).
+    socket: Option<OwnedWriteHalf>,
 }
 
 impl Outbox {
@@ -104,7 +127,28 @@ impl Outbox {
             room: Notify::new(),
             killed: AtomicBool::new(false),
             alive: AtomicBool::new(true),
+            socket: None,
         }
+    }
+
+    /// Like [`Outbox::new`], owning the connection's write half, so frames can be written at
+    /// once while nothing is queued. Dropping the outbox (when the pumps and the hub are done
+    /// with it) shuts the write side down.
+    #[must_use]
+    pub(crate) fn with_socket(
+        soft_frames: usize,
+        max_bytes: usize,
+        socket: OwnedWriteHalf,
+    ) -> Self {
+        Self {
+            socket: Some(socket),
+            ..Self::new(soft_frames, max_bytes)
+        }
+    }
+
+    /// The socket, for the write pump.
+    pub(crate) fn socket(&self) -> Option<&TcpStream> {
+        self.socket.as_ref().map(AsRef::as_ref)
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -120,28 +164,158 @@ impl Outbox {
         if q.closing || self.killed.load(Ordering::Relaxed) {
             return Push::Closed;
         }
-        let cost = frame.len() + FRAME_OVERHEAD;
-        if q.outstanding_bytes + cost > self.max_bytes {
+        let result = self.enqueue(&mut q, frame);
+        self.wake_writer(q);
+        result
+    }
+
+    /// Like [`Outbox::push`], but writes the frame to the socket at once when nothing is
+    /// queued or being written and the socket takes it; only what it does not take is
+    /// queued. Costs a syscall under this outbox's lock instead of a wake-up of the write
+    /// pump. Direct writes are counted in `metrics`.
+    pub fn send(&self, frame: Bytes, metrics: &Metrics) -> Push {
+        let mut q = self.lock();
+        if q.closing || self.killed.load(Ordering::Relaxed) {
+            return Push::Closed;
+        }
+        let written = match self.write_now(&q, &[IoSlice::new(&frame)]) {
+            Some(n) => n,
+            None => {
+                drop(q);
+                self.kill();
+                return Push::Closed;
+            }
+        };
+        if written == frame.len() {
+            count_direct(metrics, 1, written);
+            return Push::Sent;
+        }
+        count_direct(metrics, 0, written);
+        // The rest goes first in the queue (which is empty): the frame is started, so it
+        // is owed in full whatever the bounds say.
+        let rest = frame.slice(written..);
+        let result = if written > 0 {
+            self.enqueue_unbounded(&mut q, rest)
+        } else {
+            self.enqueue(&mut q, rest)
+        };
+        self.wake_writer(q);
+        result
+    }
+
+    /// Sends the read pump's batch of encoded replies: written at once with one vectored
+    /// write when nothing is queued, the unwritten rest queued frame by frame. `replies` is
+    /// left empty unless the result is [`Push::Overflow`] (nothing sent or queued: wait for
+    /// room and retry).
+    ///
+    /// With `force`, the batch is queued even past the hard bound (bounded by one batch of
+    /// replies): for the last replies before a Close.
+    pub(crate) fn send_replies(
+        &self,
+        replies: &mut Replies,
+        force: bool,
+        metrics: &Metrics,
+    ) -> Push {
+        if replies.is_empty() {
+            return Push::Queued;
+        }
+        let mut q = self.lock();
+        if q.closing || self.killed.load(Ordering::Relaxed) {
+            replies.clear();
+            return Push::Closed;
+        }
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let n = replies.io_slices(&mut iov);
+        let written = match self.write_now(&q, &iov[..n]) {
+            Some(n) => n,
+            None => {
+                drop(q);
+                replies.clear();
+                self.kill();
+                return Push::Closed;
+            }
+        };
+        if written == replies.len() {
+            count_direct(metrics, replies.frames(), written);
+            replies.clear();
+            return Push::Sent;
+        }
+        // Refuse only an untouched batch that would cross the hard bound while frames wait
+        // (an empty queue always takes it, so a large batch cannot wait forever).
+        if written == 0
+            && !force
+            && q.outstanding > 0
+            && q.outstanding_bytes + replies.len() + replies.frames() * FRAME_OVERHEAD
+                > self.max_bytes
+        {
             return Push::Overflow;
         }
+        let mut done = 0;
+        let mut result = Push::Queued;
+        replies.drain_unwritten(written, |frame, complete| {
+            if complete {
+                done += 1;
+            } else {
+                result = self.enqueue_unbounded(&mut q, frame);
+            }
+        });
+        count_direct(metrics, done, written);
+        self.wake_writer(q);
+        result
+    }
+
+    /// Writes `bufs` to the socket if nothing is queued or being written. Returns the bytes
+    /// written (0 if the socket would block or there is no socket), `None` on a socket error.
+    fn write_now(&self, q: &Queue, bufs: &[IoSlice<'_>]) -> Option<usize> {
+        let Some(socket) = &self.socket else {
+            return Some(0);
+        };
+        if q.outstanding > 0 {
+            return Some(0);
+        }
+        let socket: &TcpStream = socket.as_ref();
+        let result = if let [one] = bufs {
+            socket.try_write(one)
+        } else {
+            socket.try_write_vectored(bufs)
+        };
+        match result {
+            Ok(n) => Some(n),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => Some(0),
+            Err(_) => None,
+        }
+    }
+
+    /// Queues within the hard bound.
+    fn enqueue(&self, q: &mut Queue, frame: Bytes) -> Push {
+        if q.outstanding_bytes + frame.len() + FRAME_OVERHEAD > self.max_bytes {
+            return Push::Overflow;
+        }
+        self.enqueue_unbounded(q, frame)
+    }
+
+    /// Queues even past the hard bound: for the rest of a frame already partly written.
+    fn enqueue_unbounded(&self, q: &mut Queue, frame: Bytes) -> Push {
         q.outstanding += 1;
-        q.outstanding_bytes += cost;
+        q.outstanding_bytes += frame.len() + FRAME_OVERHEAD;
         q.frames.push_back(frame);
-        let result = if q.outstanding > self.soft_frames {
+        if q.outstanding > self.soft_frames {
             Push::Backlogged {
                 since: *q.backlog_since.get_or_insert_with(Instant::now),
             }
         } else {
             Push::Queued
-        };
-        // Taken on the first push after the writer went to sleep; later pushes find no waker
-        // and join the same batch.
+        }
+    }
+
+    /// Releases the lock, waking the write pump if it sleeps. The waker is taken on the first
+    /// push after the writer went to sleep; later pushes find none and join the same batch.
+    fn wake_writer(&self, mut q: MutexGuard<'_, Queue>) {
         let waker = q.writer_waker.take();
         drop(q);
         if let Some(waker) = waker {
             waker.wake();
         }
-        result
     }
 
     /// Queues a Close frame as the last frame of the connection. With `discard`, frames not
@@ -307,6 +481,15 @@ impl Outbox {
             }
         }
         self.is_killed()
+    }
+}
+
+fn count_direct(m: &Metrics, frames: usize, bytes: usize) {
+    if frames > 0 {
+        metrics::add(&m.frames_out, frames as u64);
+    }
+    if bytes > 0 {
+        metrics::add(&m.bytes_out, bytes as u64);
     }
 }
 

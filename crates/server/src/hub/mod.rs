@@ -321,7 +321,7 @@ impl Hub {
                 continue;
             };
             match outbox.push(frame.clone()) {
-                Push::Queued => delivered += 1,
+                Push::Sent | Push::Queued => delivered += 1,
                 Push::Backlogged { since } => {
                     delivered += 1;
                     if now.duration_since(since) >= self.cfg.slow_consumer_grace {
@@ -351,7 +351,7 @@ impl Hub {
                     self.suspects.insert(*client);
                 }
                 Push::Overflow => evict.push(*client),
-                Push::Queued | Push::Closed => {}
+                Push::Sent | Push::Queued | Push::Closed => {}
             }
         }
         for client in evict {

@@ -6,6 +6,7 @@
 //! writer ends the reader with [`Outbox::kill`](crate::outbox::Outbox::kill).
 
 pub(crate) mod read;
+pub(crate) mod replies;
 pub(crate) mod write;
 
 use crate::ids::ConversationId;
@@ -62,18 +63,14 @@ mod tests {
             .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         let (rd, wr) = stream.into_split();
-        let outbox = Arc::new(Outbox::new(8, 1 << 20));
+        let outbox = Arc::new(Outbox::with_socket(8, 1 << 20, wr));
         let permit = ctx.ws_slots.clone().try_acquire_owned().unwrap();
-        let write = write::run(
-            wr,
-            outbox.clone(),
-            ctx.clone(),
-            ConnGuard::new(permit, metrics),
-        );
+        let write = write::run(outbox.clone(), ctx.clone(), ConnGuard::new(permit, metrics));
         let read = read::ReadPump {
             rd,
             buf: BytesMut::new(),
             reader: None,
+            replies: replies::Replies::default(),
             outbox,
             client: crate::ids::ClientId(1),
             mode: Mode::Chat(None),

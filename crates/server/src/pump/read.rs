@@ -3,16 +3,25 @@
 //! Idle connections hold no receive buffer: the pump waits for readability first and only
 //! then reserves a buffer and reads; once every complete frame is consumed and the buffer is
 //! empty, the buffer is released.
+//!
+//! Replies to one read (echoes, pongs) are encoded together into [`Replies`] and sent when
+//! the read is decoded, written at once by this task when nothing else is queued (see
+//! [`Outbox::send_replies`]); the write pump only takes what the socket does not.
+//!
+//! A read that does not fill the buffer has drained the socket, so the pump then waits for
+//! readiness instead of issuing a second read that would only return `EAGAIN`.
 
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use rfc6455::{CloseCode, Event, Frame, Message, ProtocolError, Reader};
+use tokio::io::Interest;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc::error::TrySendError;
 
+use super::replies::Replies;
 use super::Mode;
 use crate::context::ServerCtx;
 use crate::hub::Command;
@@ -51,6 +60,8 @@ pub(crate) struct ReadPump {
     /// Decoder and message state; dropped whenever it is idle and the buffer is empty, so an
     /// idle connection carries none of it (it is rebuilt from the config on the next bytes).
     pub(crate) reader: Option<Box<Reader>>,
+    /// Replies to the current read, sent once it is decoded (empty and released when idle).
+    pub(crate) replies: Replies,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) client: ClientId,
     pub(crate) mode: Mode,
@@ -63,7 +74,6 @@ enum Step {
     Continue,
     End(End),
     Broadcast(ConversationId, Bytes),
-    Echo(Bytes),
 }
 
 impl ReadPump {
@@ -111,24 +121,13 @@ impl ReadPump {
                             return End::HubClosed;
                         }
                     }
-                    Step::Echo(frame) => match self.outbox.push(frame.clone()) {
-                        Push::Queued => {}
-                        Push::Closed => return End::Killed,
-                        // Echo applies backpressure instead of dropping: conformance suites
-                        // expect every message back, and a peer that does not read simply stops
-                        // being read. The waits are rare and boxed (see `to_hub`).
-                        Push::Backlogged { .. } => {
-                            if !Box::pin(self.until_caught_up()).await {
-                                return End::Killed;
-                            }
-                        }
-                        Push::Overflow => {
-                            if !Box::pin(self.push_when_room(frame)).await {
-                                return End::Killed;
-                            }
-                        }
-                    },
                 }
+                if self.replies.is_full() && !self.flush().await {
+                    return End::Killed;
+                }
+            }
+            if !self.flush().await {
+                return End::Killed;
             }
             if self.buf.is_empty() {
                 if self.buf.capacity() > 0 {
@@ -136,6 +135,7 @@ impl ReadPump {
                 }
                 if self.reader.as_ref().is_some_and(|r| r.is_idle()) {
                     self.reader = None;
+                    self.replies.release();
                 }
             }
             // One small `poll_fn` instead of a `select!` over a readiness future and a kill
@@ -152,10 +152,7 @@ impl ReadPump {
                 Ok(false) => return End::Killed,
                 Err(_) => return End::Eof,
             }
-            let needed = self.reader.as_ref().map_or(0, |r| r.needed());
-            let want = needed.clamp(READ_CHUNK, MAX_RESERVE);
-            self.buf.reserve(want);
-            match self.rd.try_read_buf(&mut self.buf) {
+            match self.read_some() {
                 Ok(0) => return End::Eof,
                 Ok(n) => {
                     metrics::add(&self.ctx.metrics.bytes_in, n as u64);
@@ -169,8 +166,76 @@ impl ReadPump {
         }
     }
 
-    fn protocol_error(&self, err: &ProtocolError) -> End {
+    /// One read into the buffer. A read that leaves room in the buffer has drained the
+    /// socket, so it also clears the socket's read readiness: the next wait then sleeps until
+    /// the peer sends more, instead of returning at once for a read that finds nothing.
+    /// Readiness is cleared only if no new readiness arrived since before the read (tokio
+    /// compares its readiness tick), so no wake-up is lost.
+    fn read_some(&mut self) -> io::Result<usize> {
+        let needed = self.reader.as_ref().map_or(0, |r| r.needed());
+        let want = needed.clamp(READ_CHUNK, MAX_RESERVE);
+        self.buf.reserve(want);
+        let room = self.buf.capacity() - self.buf.len();
+        let mut got = None;
+        let socket = self.rd.as_ref();
+        let result = socket.try_io(Interest::READABLE, || {
+            let n = socket.try_read_buf(&mut self.buf)?;
+            got = Some(n);
+            if n > 0 && n < room {
+                // Drained: report "would block" so `try_io` clears the readiness.
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match (result, got) {
+            (_, Some(n)) => Ok(n),
+            (Err(e), None) => Err(e),
+            (Ok(n), None) => Ok(n),
+        }
+    }
+
+    /// Sends the pending replies. In echo mode, waits while the client is behind (echo
+    /// applies backpressure instead of dropping: conformance suites expect every message
+    /// back, and a peer that does not read simply stops being read). `false` if the
+    /// connection was killed. The waits are rare and boxed (see `to_hub`).
+    async fn flush(&mut self) -> bool {
+        if self.replies.is_empty() {
+            return true;
+        }
+        if self.mode != Mode::Echo {
+            // Chat replies are pongs only: never wait for them (a client too far behind to
+            // take a pong is about to be evicted by the hub).
+            self.flush_now();
+            return true;
+        }
+        loop {
+            match self
+                .outbox
+                .send_replies(&mut self.replies, false, &self.ctx.metrics)
+            {
+                Push::Sent | Push::Queued => return true,
+                Push::Closed => return false,
+                Push::Backlogged { .. } => return Box::pin(self.until_caught_up()).await,
+                Push::Overflow => {
+                    if !Box::pin(self.wait_for_room()).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends or queues the pending replies without waiting (before a Close, which must come
+    /// after them).
+    fn flush_now(&mut self) {
+        let _ = self
+            .outbox
+            .send_replies(&mut self.replies, true, &self.ctx.metrics);
+    }
+
+    fn protocol_error(&mut self, err: &ProtocolError) -> End {
         metrics::inc(&self.ctx.metrics.protocol_errors);
+        self.flush_now();
         tracing::warn!(client = %self.client, error = %err, code = err.close_code().0, "protocol error");
         self.outbox
             .close(wire::close(err.close_code(), &err.to_string()), false);
@@ -181,8 +246,7 @@ impl ReadPump {
         metrics::inc(&self.ctx.metrics.frames_in);
         match event {
             Event::Ping(payload) => {
-                // A peer too far behind to take a pong is about to be evicted by the hub.
-                let _ = self.outbox.push(wire::encode(&Frame::pong(payload)));
+                self.replies.push_frame(&Frame::pong(payload));
                 Step::Continue
             }
             Event::Pong(_) => Step::Continue,
@@ -192,6 +256,7 @@ impl ReadPump {
                     Some(f) => wire::close(f.code, ""),
                     None => wire::encode(&Frame::close(None)),
                 };
+                self.flush_now();
                 // Returns false when our own Close was already queued: nothing more to send.
                 self.outbox.close(reply, false);
                 Step::End(End::PeerClosed)
@@ -199,7 +264,10 @@ impl ReadPump {
             Event::Message(message) => {
                 metrics::inc(&self.ctx.metrics.messages_in);
                 match self.mode {
-                    Mode::Echo => Step::Echo(wire::encode(&message.into_frame())),
+                    Mode::Echo => {
+                        self.replies.push_frame(&message.into_frame());
+                        Step::Continue
+                    }
                     Mode::Chat(conversation) => self.chat(conversation, message),
                 }
             }
@@ -209,7 +277,7 @@ impl ReadPump {
     fn chat(&mut self, conversation: Option<ConversationId>, message: Message) -> Step {
         match message {
             Message::Text(text) if text == "ping" => {
-                let _ = self.outbox.push(self.ctx.pong_text.clone());
+                self.replies.push_encoded(&self.ctx.pong_text);
                 Step::Continue
             }
             Message::Text(text) => match conversation {
@@ -221,6 +289,7 @@ impl ReadPump {
             },
             // The chat protocol is text-only until file transfer exists (STYLE §3.3: 1003).
             Message::Binary(_) => {
+                self.flush_now();
                 self.outbox.close(
                     wire::close(
                         CloseCode::UNSUPPORTED_DATA,
@@ -252,20 +321,6 @@ impl ReadPump {
             }
         }
         true
-    }
-
-    async fn push_when_room(&self, frame: Bytes) -> bool {
-        loop {
-            if !self.wait_for_room().await {
-                return false;
-            }
-            match self.outbox.push(frame.clone()) {
-                Push::Queued => return true,
-                Push::Backlogged { .. } => return self.until_caught_up().await,
-                Push::Overflow => {}
-                Push::Closed => return false,
-            }
-        }
     }
 
     /// Waits for the writer to make progress; `false` if the connection was killed (a kill

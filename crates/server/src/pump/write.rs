@@ -10,34 +10,29 @@
 //! destroy our Close frame in the peer's receive buffer.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
-use std::pin::Pin;
+use std::io::{self, ErrorKind, IoSlice};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use tokio::io::AsyncWrite;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 
 use crate::context::{ConnGuard, ServerCtx};
 use crate::metrics;
-use crate::outbox::{advance, Outbox};
-
-/// At most this many frames per `writev` call.
-const MAX_IOV: usize = 64;
+use crate::outbox::{advance, Outbox, MAX_IOV};
 
 /// Runs the write side of one connection until it closes or is killed.
 ///
 /// Not an `async fn`: that would store its arguments twice in the future, which lives as
 /// long as the connection (see the read pump).
+/// The socket is the outbox's (see [`Outbox::with_socket`]); frames written at once by the
+/// read pump or the hub never overlap this pump's writes, which only start on frames it took.
 pub(crate) fn run(
-    wr: OwnedWriteHalf,
     outbox: Arc<Outbox>,
     ctx: Arc<ServerCtx>,
     guard: ConnGuard,
 ) -> impl std::future::Future<Output = ()> + Send {
     let mut writer = Writer {
-        wr,
         batch: VecDeque::new(),
         front_started: false,
         outbox,
@@ -55,7 +50,6 @@ pub(crate) fn run(
 }
 
 struct Writer {
-    wr: OwnedWriteHalf,
     /// Frames taken from the outbox and not yet fully written.
     batch: VecDeque<Bytes>,
     /// The first frame of `batch` is partly written.
@@ -89,7 +83,10 @@ impl Writer {
             if self.batch.is_empty() {
                 return Poll::Pending;
             }
-            poll_write_batch(&mut self.wr, &self.batch, cx).map(Wake::Written)
+            let Some(socket) = self.outbox.socket() else {
+                return Poll::Ready(Wake::Written(Err(ErrorKind::NotConnected.into())));
+            };
+            poll_write_batch(socket, &self.batch, cx).map(Wake::Written)
         })
         .await
     }
@@ -159,18 +156,27 @@ impl Writer {
 /// One write call over the queued frames: a plain write for one frame, `writev` for more.
 /// The slice array lives on the stack of this poll, not in the pump's future.
 fn poll_write_batch(
-    wr: &mut OwnedWriteHalf,
+    socket: &TcpStream,
     batch: &VecDeque<Bytes>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    if batch.len() == 1 {
-        return Pin::new(wr).poll_write(cx, &batch[0]);
+    loop {
+        ready!(socket.poll_write_ready(cx))?;
+        let result = if batch.len() == 1 {
+            socket.try_write(&batch[0])
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for (slot, frame) in slices.iter_mut().zip(batch) {
+                *slot = IoSlice::new(frame);
+                n += 1;
+            }
+            socket.try_write_vectored(&slices[..n])
+        };
+        match result {
+            // The readiness was cleared: the next poll registers for the socket's wake-up.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            result => return Poll::Ready(result),
+        }
     }
-    let mut slices = [IoSlice::new(&[]); MAX_IOV];
-    let mut n = 0;
-    for (slot, frame) in slices.iter_mut().zip(batch) {
-        *slot = IoSlice::new(frame);
-        n += 1;
-    }
-    Pin::new(wr).poll_write_vectored(cx, &slices[..n])
 }
