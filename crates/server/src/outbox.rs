@@ -637,4 +637,116 @@ mod tests {
         );
         assert!(ob.writer_has_news(&waker, true));
     }
+
+    /// A connected pair: the outbox owns the server side's write half.
+    async fn pair(soft: usize, max: usize) -> (Outbox, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_rd, wr) = server.into_split();
+        (Outbox::with_socket(soft, max, wr), client)
+    }
+
+    async fn read_exact(client: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut got = vec![0; n];
+        client.read_exact(&mut got).await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn send_writes_at_once_only_while_nothing_is_queued() {
+        let (ob, mut client) = pair(10, 1000).await;
+        let m = Metrics::default();
+        assert_eq!(ob.send(b("one"), &m), Push::Sent);
+        assert!(ob.is_empty(), "nothing queued");
+        assert_eq!(read_exact(&mut client, 3).await, b"one");
+        // A queued frame must go first: later sends queue behind it.
+        assert_eq!(ob.push(b("two")), Push::Queued);
+        assert_eq!(ob.send(b("three"), &m), Push::Queued);
+        let mut batch = VecDeque::new();
+        ob.take(&mut batch, false);
+        assert_eq!(batch, VecDeque::from(vec![b("two"), b("three")]));
+        assert_eq!(ob.send(b("four"), &m), Push::Queued, "taken is not written");
+        ob.written(2, 8);
+        ob.take(&mut batch, false);
+        ob.written(1, 4);
+        assert_eq!(ob.send(b("five"), &m), Push::Sent, "drained again");
+        assert_eq!(read_exact(&mut client, 4).await, b"five");
+        assert_eq!(m.frames_out.load(Ordering::Relaxed), 2);
+        assert!(ob.close(b("CLOSE"), false));
+        assert_eq!(ob.send(b("late"), &m), Push::Closed);
+    }
+
+    #[tokio::test]
+    async fn replies_go_out_in_one_write_or_queue_in_order() {
+        use crate::pump::replies::Replies;
+        use rfc6455::Frame;
+        let (ob, mut client) = pair(100, 1 << 20).await;
+        let m = Metrics::default();
+        let mut replies = Replies::default();
+        replies.push_frame(&Frame::text("a"));
+        replies.push_frame(&Frame::binary(vec![1u8; 3000]));
+        let wire = [
+            Frame::text("a").to_bytes(),
+            Frame::binary(vec![1u8; 3000]).to_bytes(),
+        ]
+        .concat();
+        assert_eq!(ob.send_replies(&mut replies, false, &m), Push::Sent);
+        assert!(replies.is_empty() && ob.is_empty());
+        assert_eq!(read_exact(&mut client, wire.len()).await, wire);
+        // Behind a queued frame, replies are queued one entry per frame, after it.
+        ob.push(b("q"));
+        replies.push_frame(&Frame::text("b"));
+        replies.push_frame(&Frame::text("c"));
+        assert_eq!(ob.send_replies(&mut replies, false, &m), Push::Queued);
+        let mut batch = VecDeque::new();
+        ob.take(&mut batch, false);
+        assert_eq!(
+            batch,
+            VecDeque::from(vec![
+                b("q"),
+                Frame::text("b").to_bytes(),
+                Frame::text("c").to_bytes()
+            ])
+        );
+        assert_eq!(m.frames_out.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_leaves_the_rest_queued_in_order() {
+        use crate::pump::replies::Replies;
+        use rfc6455::Frame;
+        // The client never reads: the socket takes part of a large batch, then nothing.
+        let (ob, mut client) = pair(1 << 20, 1 << 30).await;
+        let m = Metrics::default();
+        let payload = vec![5u8; 64 * 1024];
+        let mut sent = Vec::new();
+        loop {
+            let mut replies = Replies::default();
+            for _ in 0..8 {
+                replies.push_frame(&Frame::binary(payload.clone()));
+                sent.extend_from_slice(&Frame::binary(payload.clone()).to_bytes());
+            }
+            if ob.send_replies(&mut replies, false, &m) != Push::Sent {
+                break;
+            }
+            assert!(sent.len() < 1 << 30, "the socket never filled");
+        }
+        assert!(!ob.is_empty(), "the rest is queued");
+        let written = m.bytes_out.load(Ordering::Relaxed) as usize;
+        let mut batch = VecDeque::new();
+        ob.take(&mut batch, false);
+        let queued: Vec<u8> = batch.iter().flat_map(|f| f.to_vec()).collect();
+        assert_eq!(written + queued.len(), sent.len());
+        assert_eq!(
+            queued,
+            sent[written..],
+            "the queue continues the stream exactly"
+        );
+        // And the socket holds exactly the written prefix.
+        assert_eq!(read_exact(&mut client, written).await, sent[..written]);
+    }
 }

@@ -7,7 +7,8 @@
 //! - **Only writer.** Membership lives in [`routes::Routes`], owned by the hub task; nobody else
 //!   holds a lock on it.
 //! - **The hub never awaits a client.** Fan-out pushes one shared `Bytes` into each recipient's
-//!   bounded [`Outbox`]. An outbox past its soft limit starts the slow-consumer grace period; a
+//!   bounded [`Outbox`] (or, when the hub has nothing else to do and the recipient nothing
+//!   queued, writes it to the socket at once with a non-blocking write). An outbox past its soft limit starts the slow-consumer grace period; a
 //!   client still past it when the grace period ends is evicted with close 1008, and one whose
 //!   outbox would cross the hard byte bound is evicted at once (it would otherwise miss a
 //!   frame). So one slow socket can neither stall a conversation nor grow memory, and nobody
@@ -313,6 +314,11 @@ impl Hub {
         let now = Instant::now();
         let mut delivered = 0;
         let mut evict = Vec::new();
+        // With no other command waiting (a low rate), write straight to each idle socket: one
+        // syscall per recipient instead of a write pump's wake-up, poll and syscall. Under
+        // load, queue, so each write pump coalesces several broadcasts into one write (writing
+        // every frame at once then costs a syscall per frame and halves the throughput).
+        let direct = self.rx.is_empty();
         for member in self.routes.members(conversation) {
             if Some(member) == from {
                 continue;
@@ -320,7 +326,12 @@ impl Hub {
             let Some(outbox) = self.outboxes.get(&member) else {
                 continue;
             };
-            match outbox.push(frame.clone()) {
+            let pushed = if direct {
+                outbox.send(frame.clone(), &self.metrics)
+            } else {
+                outbox.push(frame.clone())
+            };
+            match pushed {
                 Push::Sent | Push::Queued => delivered += 1,
                 Push::Backlogged { since } => {
                     delivered += 1;
