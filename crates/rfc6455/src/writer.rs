@@ -28,6 +28,9 @@ pub enum WriteError {
     /// A close code that may not appear on the wire (1005, 1006, 1015, ...; §7.4).
     #[error("close code {0} may not be sent")]
     InvalidCloseCode(u16),
+    /// A close frame whose reason is not UTF-8 (§5.5.1).
+    #[error("close reason is not utf-8")]
+    InvalidCloseReason,
 }
 
 /// Encodes outgoing frames for one role and enforces the send-side rules: mask
@@ -177,10 +180,18 @@ impl Writer {
             if frame.payload.len() > MAX_CONTROL_PAYLOAD {
                 return Err(WriteError::ControlTooLong);
             }
-            if let [a, b, ..] = frame.payload[..] {
-                let code = u16::from_be_bytes([a, b]);
-                if !crate::CloseCode(code).is_valid_on_wire() {
-                    return Err(WriteError::InvalidCloseCode(code));
+            match frame.payload[..] {
+                [] => {}
+                // §5.5.1: a body, if present, starts with a 2-byte code.
+                [_] => return Err(WriteError::InvalidCloseCode(0)),
+                [a, b, ..] => {
+                    let code = u16::from_be_bytes([a, b]);
+                    if !crate::CloseCode(code).is_valid_on_wire() {
+                        return Err(WriteError::InvalidCloseCode(code));
+                    }
+                    if std::str::from_utf8(&frame.payload[2..]).is_err() {
+                        return Err(WriteError::InvalidCloseReason);
+                    }
                 }
             }
             if !self.close.on_send() {
@@ -306,6 +317,14 @@ mod tests {
         assert_eq!(
             w.close(Some(&CloseFrame::new(CloseCode::NO_STATUS, "")), &mut out),
             Err(WriteError::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            w.frame(&Frame::new(OpCode::Close, vec![0x03]), &mut out),
+            Err(WriteError::InvalidCloseCode(0))
+        );
+        assert_eq!(
+            w.frame(&Frame::new(OpCode::Close, vec![0x03, 0xE8, 0xFF]), &mut out),
+            Err(WriteError::InvalidCloseReason)
         );
         assert_eq!(out.len(), before, "nothing written for a refused frame");
         assert!(w.close_state() == CloseState::Open);
