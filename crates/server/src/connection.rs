@@ -224,6 +224,7 @@ async fn start_websocket(
         buf,
         reader: None,
         replies: Replies::default(),
+        streaming: false,
         outbox,
         client,
         mode,

@@ -71,6 +71,7 @@ mod tests {
             buf: BytesMut::new(),
             reader: None,
             replies: replies::Replies::default(),
+            streaming: false,
             outbox,
             client: crate::ids::ClientId(1),
             mode: Mode::Chat(None),
