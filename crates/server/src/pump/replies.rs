@@ -19,6 +19,10 @@ const COPY_MAX: usize = 1024;
 /// frame at most, plus one, stay under [`crate::outbox::MAX_IOV`].
 const MAX_FRAMES: usize = 31;
 
+/// First size of the encoding buffer: a full batch of small frames (31 frames of 32 bytes
+/// take 1,054 bytes).
+const FIRST_OUT: usize = 2048;
+
 /// One encoded frame: the bytes of `out` up to `end` (from the previous frame's end), then
 /// `payload` (empty when it was copied).
 #[derive(Debug)]
@@ -37,8 +41,10 @@ pub(crate) struct Replies {
 impl Replies {
     /// Appends a frame, encoded unmasked.
     pub(crate) fn push_frame(&mut self, frame: &Frame) {
-        if self.out.capacity() == 0 {
-            self.out.reserve(512);
+        if self.frames.capacity() == 0 {
+            // Sized once per burst for a typical batch, so filling it does not reallocate.
+            self.frames.reserve(MAX_FRAMES);
+            self.out.reserve(FIRST_OUT);
         }
         frame.header(None).encode(&mut self.out);
         let payload = if frame.payload.len() <= COPY_MAX {
@@ -55,6 +61,9 @@ impl Replies {
 
     /// Appends an already encoded small frame (copied).
     pub(crate) fn push_encoded(&mut self, frame: &[u8]) {
+        if self.frames.capacity() == 0 {
+            self.frames.reserve(MAX_FRAMES);
+        }
         self.out.extend_from_slice(frame);
         self.frames.push(Piece {
             end: self.out.len(),
