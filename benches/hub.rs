@@ -38,7 +38,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new(runtime_hub: HubHandle) -> Self {
-        let mut fixture = Self {
+        let fixture = Self {
             hub: runtime_hub,
             members: Vec::new(),
             next_id: 1,
