@@ -18,7 +18,7 @@
 //!
 //! **Writing at once.** The outbox also holds the connection's write half. While nothing is
 //! queued or being written (`outstanding == 0`), whoever holds the lock may write straight to
-//! the socket with a non-blocking `try_write` ([`Outbox::send`], [`Outbox::send_replies`]):
+//! the socket with a non-blocking `try_write` ([`Outbox::send`], `Outbox::send_replies`):
 //! the read pump answering a batch of echoes, the hub fanning out at a low rate. That saves
 //! the queue entry, the write pump's wake-up and its task poll. Order is kept because the
 //! check and the write happen under the lock and the write pump only writes frames it took
