@@ -34,6 +34,11 @@ struct Args {
     #[arg(long, env = "CHATGROUP_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
 
+    /// Maximum connections in their HTTP phase (before an upgrade, or idle between keep-alive
+    /// requests); further connections get HTTP 503.
+    #[arg(long, env = "CHATGROUP_MAX_HTTP_CONNECTIONS", default_value_t = Config::default().max_http_connections)]
+    max_http_connections: usize,
+
     /// Largest accepted frame payload in bytes (close 1009 above it).
     #[arg(long, env = "CHATGROUP_MAX_FRAME_SIZE", default_value_t = Config::default().max_frame_len)]
     max_frame_size: u64,
@@ -125,6 +130,7 @@ impl Args {
         cfg.listen = self.listen;
         cfg.data_dir = self.data_dir;
         cfg.max_connections = self.max_connections;
+        cfg.max_http_connections = self.max_http_connections;
         cfg.max_frame_len = self.max_frame_size;
         cfg.max_message_len = self.max_message_size;
         cfg.max_head_len = self.max_head_size;

@@ -126,3 +126,56 @@ impl TestClient {
         }
     }
 }
+
+#[tokio::test]
+async fn idle_http_connections_are_capped_and_websockets_do_not_count() {
+    use tokio::io::AsyncReadExt;
+
+    let mut cfg = test_config();
+    cfg.max_http_connections = 3;
+    let server = Server::start(cfg).await;
+    // Upgraded sockets leave the HTTP phase: more of them than the HTTP cap all open.
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        sockets.push(TestClient::connect(server.addr, "/ws").await);
+    }
+    // Three clients connect and say nothing: they hold the HTTP phase until their timeout.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    // The next connection is answered 503 at once and closed.
+    crate::support::eventually("a connection over the cap is refused with 503", || async {
+        let mut extra = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), extra.read_to_end(&mut answer)).await;
+        answer.starts_with(b"HTTP/1.1 503 ")
+    })
+    .await;
+
+    // The idle clients leave; their places are given back, and the refusal was counted
+    // (/metrics is itself an HTTP request, so it only answers once places are free).
+    drop(idle);
+    crate::support::eventually("freed places serve requests again", || async {
+        let mut probe = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let _ = tokio::io::AsyncWriteExt::write_all(
+            &mut probe,
+            b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), probe.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        answer.starts_with("HTTP/1.1 200 ")
+            && answer.lines().any(|l| {
+                l.strip_prefix("chatgroup_http_connections_refused_total ")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .is_some_and(|v| v >= 1)
+            })
+    })
+    .await;
+    for s in sockets {
+        s.close().await;
+    }
+    server.stop().await;
+}

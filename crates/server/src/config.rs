@@ -20,6 +20,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Maximum number of open WebSocket connections; further upgrades get HTTP 503.
     pub max_connections: usize,
+    /// Maximum number of connections in their HTTP phase (reading a request, or idle between
+    /// keep-alive requests, before any upgrade). Past it a new connection is answered 503 and
+    /// closed at once, so slow or idle HTTP clients cannot hold unbounded sockets and buffers.
+    pub max_http_connections: usize,
     /// Largest accepted frame payload in bytes (larger frames close with 1009).
     pub max_frame_len: u64,
     /// Largest accepted reassembled message in bytes (larger messages close with 1009).
@@ -65,6 +69,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             max_connections: 25_000,
+            max_http_connections: 1024,
             max_frame_len: 1 << 20,
             max_message_len: 4 << 20,
             max_head_len: 8 * 1024,
@@ -129,8 +134,9 @@ impl Config {
     /// # Errors
     /// The first rule that is broken.
     pub fn validate(self) -> Result<Self, ConfigError> {
-        let positive: [(&'static str, u128); 14] = [
+        let positive: [(&'static str, u128); 15] = [
             ("max connections", self.max_connections as u128),
+            ("max http connections", self.max_http_connections as u128),
             ("max frame size", u128::from(self.max_frame_len)),
             ("max message size", self.max_message_len as u128),
             ("max head size", self.max_head_len as u128),

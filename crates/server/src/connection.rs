@@ -41,8 +41,23 @@ enum Action {
     },
 }
 
-/// Serves one accepted connection until it closes or upgrades.
-pub(crate) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
+/// Answers a connection over the HTTP-phase cap with 503 and closes it, without a task or
+/// a buffer: a fresh socket's send buffer takes the short response in one non-blocking write.
+pub(crate) fn refuse_busy(stream: &TcpStream, metrics: &crate::Metrics) {
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\nConnection: close\r\nRetry-After: 1\r\n\r\ntoo many http connections";
+    metrics::inc(&metrics.http_refused);
+    let _ = stream.try_write(BUSY);
+}
+
+/// Serves one accepted connection until it closes or upgrades. `_slot` is its place under
+/// `max_http_connections`, given back when this returns (at the upgrade, the WebSocket
+/// counts against `max_connections` instead).
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ServerCtx>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let limits = HeadLimits::DEFAULT
         .with_max_head_len(ctx.cfg.max_head_len)
         .with_max_headers(ctx.cfg.max_headers);

@@ -26,6 +26,8 @@ pub(crate) struct ServerCtx {
     /// Every connection task and pump is spawned here, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
     pub(crate) ws_slots: Arc<Semaphore>,
+    /// Connections in their HTTP phase; see [`Config::max_http_connections`].
+    pub(crate) http_slots: Arc<Semaphore>,
     pub(crate) codec: CodecConfig,
     next_client: AtomicU64,
     /// The text `pong` answering a text `ping`.
@@ -45,6 +47,7 @@ impl ServerCtx {
             .with_max_message_len(cfg.max_message_len);
         Self {
             ws_slots: Arc::new(Semaphore::new(cfg.max_connections)),
+            http_slots: Arc::new(Semaphore::new(cfg.max_http_connections)),
             codec,
             cfg,
             metrics,

@@ -106,7 +106,14 @@ pub async fn run(
                     metrics::inc(&ctx.metrics.tcp_accepted);
                     // Frames are already coalesced by the write pump; don't add Nagle delay.
                     let _ = stream.set_nodelay(true);
-                    tracker.spawn(connection::serve(stream, peer, ctx.clone()));
+                    // The HTTP phase is capped like WebSockets are: an idle or slow HTTP
+                    // client holds a socket and a head buffer until its timeout.
+                    match ctx.http_slots.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            tracker.spawn(connection::serve(stream, peer, ctx.clone(), slot));
+                        }
+                        Err(_) => connection::refuse_busy(&stream, &ctx.metrics),
+                    }
                 }
                 Err(err) => accept_error(&err).await,
             },

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub sweep_terminations: AtomicU64,
     /// Connections closed because of a WebSocket protocol error.
     pub protocol_errors: AtomicU64,
+    /// Connections refused with 503 because `max_http_connections` were in their HTTP phase.
+    pub http_refused: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -57,7 +59,7 @@ impl Metrics {
     /// Renders every counter in the Prometheus text exposition format (version 0.0.4).
     #[must_use]
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 16] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 17] = [
             (
                 "chatgroup_connections_open",
                 "gauge",
@@ -154,6 +156,12 @@ impl Metrics {
                 "Connections closed for protocol errors",
                 &self.protocol_errors,
             ),
+            (
+                "chatgroup_http_connections_refused_total",
+                "counter",
+                "Connections refused with 503: too many in their HTTP phase",
+                &self.http_refused,
+            ),
         ];
         let mut out = String::with_capacity(rows.len() * 128);
         for (name, kind, help, value) in rows {
@@ -182,7 +190,7 @@ mod tests {
         assert!(text.contains("\nchatgroup_bytes_out_total 42\n"));
         assert!(text.contains("\nchatgroup_sweep_terminations_total 1\n"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 16);
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 16);
+        assert_eq!(samples, 17);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 17);
     }
 }
