@@ -84,6 +84,22 @@ impl Fixture {
     }
 }
 
+/// Spawns a hub whose timers never fire during a bench, so only fan-out is measured.
+fn start_hub(queue_depth: usize) -> (HubHandle, tokio::task::JoinHandle<()>) {
+    let hour = Duration::from_secs(3600);
+    let (hub, handle) = Hub::new(
+        HubConfig {
+            queue_depth,
+            ping_interval: hour,
+            sweep_interval: hour,
+            slow_consumer_grace: hour,
+        },
+        Arc::new(Metrics::default()),
+        CancellationToken::new(),
+    );
+    (handle, tokio::spawn(hub.run()))
+}
+
 fn fanout(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,17 +121,7 @@ fn bench_members(b: &mut criterion::Bencher<'_>, runtime: &Runtime, members: usi
     let frame = Frame::text("x".repeat(64)).to_bytes();
     b.iter_custom(|iters| {
         runtime.block_on(async {
-            let (hub, handle) = Hub::new(
-                HubConfig {
-                    queue_depth: 1024,
-                    ping_interval: Duration::from_secs(3600),
-                    sweep_interval: Duration::from_secs(3600),
-                    slow_consumer_grace: Duration::from_secs(3600),
-                },
-                Arc::new(Metrics::default()),
-                CancellationToken::new(),
-            );
-            let hub_task = tokio::spawn(hub.run());
+            let (handle, hub_task) = start_hub(1024);
             let mut fixture = Fixture::new(handle).await;
             let mut elapsed = Duration::ZERO;
             let mut left = iters;
@@ -143,17 +149,7 @@ fn fanout_is_shared(_: &mut Criterion) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let (hub, handle) = Hub::new(
-            HubConfig {
-                queue_depth: 64,
-                ping_interval: Duration::from_secs(3600),
-                sweep_interval: Duration::from_secs(3600),
-                slow_consumer_grace: Duration::from_secs(3600),
-            },
-            Arc::new(Metrics::default()),
-            CancellationToken::new(),
-        );
-        let hub_task = tokio::spawn(hub.run());
+        let (handle, hub_task) = start_hub(64);
         let mut fixture = Fixture::new(handle).await;
         fixture.fresh_members(1000).await;
         let frame = Frame::text("shared").to_bytes();
