@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,7 +19,8 @@ const LISTEN_BACKLOG: u32 = 4096;
 /// Real-time chat server speaking RFC 6455 WebSocket.
 ///
 /// Every option can also be set through the environment variable shown with it.
-/// Durations take a unit: 500ms, 30s, 2m, 1h.
+/// Durations take a unit: 500ms, 30s, 2m, 1h (a bare number is refused).
+/// Boolean variables accept 1/0, true/false, yes/no, on/off.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Args {
@@ -60,23 +62,28 @@ struct Args {
     max_body_size: usize,
 
     /// Time a client has to send a complete request head; also the keep-alive idle timeout.
-    #[arg(long, env = "CHATGROUP_HANDSHAKE_TIMEOUT", default_value_t = HumanDuration(Config::default().handshake_timeout))]
+    /// Takes a unit: 500ms, 30s, 2m, 1h.
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_HANDSHAKE_TIMEOUT", default_value_t = HumanDuration(Config::default().handshake_timeout))]
     handshake_timeout: HumanDuration,
 
     /// Interval between protocol pings sent to every connection (must be below the sweep interval).
-    #[arg(long, env = "CHATGROUP_PING_INTERVAL", default_value_t = HumanDuration(Config::default().ping_interval))]
+    /// Takes a unit: 500ms, 30s, 2m, 1h.
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_PING_INTERVAL", default_value_t = HumanDuration(Config::default().ping_interval))]
     ping_interval: HumanDuration,
 
     /// Liveness sweep interval: connections silent since the previous sweep are terminated.
-    #[arg(long, env = "CHATGROUP_SWEEP_INTERVAL", default_value_t = HumanDuration(Config::default().sweep_interval))]
+    /// Takes a unit: 500ms, 30s, 2m, 1h.
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_SWEEP_INTERVAL", default_value_t = HumanDuration(Config::default().sweep_interval))]
     sweep_interval: HumanDuration,
 
     /// How long to wait for the peer's Close reply before dropping the socket.
-    #[arg(long, env = "CHATGROUP_CLOSE_TIMEOUT", default_value_t = HumanDuration(Config::default().close_timeout))]
+    /// Takes a unit: 500ms, 30s, 2m, 1h.
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_CLOSE_TIMEOUT", default_value_t = HumanDuration(Config::default().close_timeout))]
     close_timeout: HumanDuration,
 
     /// How long a graceful shutdown waits for connections to close.
-    #[arg(long, env = "CHATGROUP_SHUTDOWN_GRACE", default_value_t = HumanDuration(Config::default().shutdown_grace))]
+    /// Takes a unit: 500ms, 30s, 2m, 1h.
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_SHUTDOWN_GRACE", default_value_t = HumanDuration(Config::default().shutdown_grace))]
     shutdown_grace: HumanDuration,
 
     /// Per-connection send queue length in frames.
@@ -88,16 +95,21 @@ struct Args {
     queue_bytes: usize,
 
     /// How long a send queue may stay full before the client is closed with 1008.
-    #[arg(long, env = "CHATGROUP_SLOW_CONSUMER_GRACE", default_value_t = HumanDuration(Config::default().slow_consumer_grace))]
+    /// Takes a unit: 500ms, 30s, 2m, 1h.
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_SLOW_CONSUMER_GRACE", default_value_t = HumanDuration(Config::default().slow_consumer_grace))]
     slow_consumer_grace: HumanDuration,
 
     /// Comma-separated browser origins allowed to connect (scheme://host[:port]), or '*'.
     /// Empty: an Origin must match the Host header. Requests without Origin are always allowed.
-    #[arg(long, env = "CHATGROUP_ALLOWED_ORIGINS", default_value = "")]
-    allowed_origins: String,
+    /// Each entry is checked at startup.
+    #[arg(long, env = "CHATGROUP_ALLOWED_ORIGINS", default_value = "", value_parser = OriginPolicy::parse)]
+    allowed_origins: OriginPolicy,
 
     /// Also serve /echo, which echoes every message (for conformance suites and benchmarks).
-    #[arg(long, env = "CHATGROUP_ECHO")]
+    // SetTrue keeps `--echo` a bare flag; the boolish parser is what reads the environment
+    // variable, so CHATGROUP_ECHO=1 / yes / on work as well as true (clap's default is
+    // true/false only).
+    #[arg(long, env = "CHATGROUP_ECHO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     echo: bool,
 
     /// Log filter (tracing EnvFilter syntax, e.g. "info" or "chatgroup_server=debug").
@@ -144,20 +156,37 @@ impl Args {
         cfg.outbox_depth = self.queue_len;
         cfg.outbox_bytes = self.queue_bytes;
         cfg.slow_consumer_grace = self.slow_consumer_grace.0;
-        cfg.allowed_origins = OriginPolicy::parse(&self.allowed_origins);
+        cfg.allowed_origins = self.allowed_origins;
         cfg.echo = self.echo;
         cfg
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Parses the command line (clap prints usage errors itself, exit 2), runs the server, and
+/// turns any startup or runtime error into one line on stderr and exit 1.
+fn main() -> ExitCode {
     let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` is the error chain on one line ("binding …: Address already in use"). The
+            // `Debug` form that `main() -> Result` prints would add a backtrace whenever
+            // RUST_BACKTRACE is set, which says nothing to an operator about a busy port.
+            eprintln!("chatgroup: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(args: Args) -> anyhow::Result<()> {
+    // EnvFilter's parse error repeats its cause as its `source()`, so `{:#}` would print it
+    // twice: keep only its message.
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .map_err(|err| anyhow::anyhow!("invalid --log filter {:?}: {err}", args.log))?;
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log).context("invalid --log filter")?,
-        )
+        .with_env_filter(filter)
         .init();
     let cfg = args
         .into_config()
@@ -175,7 +204,9 @@ async fn main() -> anyhow::Result<()> {
     socket
         .bind(cfg.listen)
         .with_context(|| format!("binding {}", cfg.listen))?;
-    let listener = socket.listen(LISTEN_BACKLOG)?;
+    let listener = socket
+        .listen(LISTEN_BACKLOG)
+        .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "listening on http://{addr}");
 

@@ -106,7 +106,7 @@ async fn origin_policy_gives_403_to_foreign_pages() {
     server.stop().await;
 
     let mut cfg = test_config();
-    cfg.allowed_origins = chatgroup_server::OriginPolicy::parse("https://chat.example");
+    cfg.allowed_origins = chatgroup_server::OriginPolicy::parse("https://chat.example").unwrap();
     let server = Server::start(cfg).await;
     let c = TestClient::connect_with_origin(server.addr, "https://chat.example").await;
     c.close().await;

@@ -196,48 +196,92 @@ pub enum OriginPolicy {
 
 impl OriginPolicy {
     /// Parses the `--allowed-origins` value: empty means [`OriginPolicy::SameHost`], `*` means
-    /// [`OriginPolicy::Any`], otherwise a comma-separated list of origins.
-    #[must_use]
-    pub fn parse(text: &str) -> Self {
-        let items: Vec<String> = text
+    /// [`OriginPolicy::Any`], otherwise a comma-separated list of origins, each
+    /// `http://host[:port]` or `https://host[:port]` (a trailing `/` is ignored).
+    ///
+    /// Entries are checked here, at startup, because a malformed one (`chat.example` without a
+    /// scheme, say) would otherwise be accepted and then silently match no browser at all.
+    ///
+    /// # Errors
+    /// [`OriginError`] naming the first entry that is not a valid origin, or `*` mixed with
+    /// other entries (which would make the list meaningless).
+    pub fn parse(text: &str) -> Result<Self, OriginError> {
+        let items: Vec<&str> = text
             .split(',')
-            .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
+            .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
         if items.is_empty() {
-            Self::SameHost
-        } else if items.iter().any(|s| s == "*") {
-            Self::Any
-        } else {
-            Self::List(items)
+            return Ok(Self::SameHost);
         }
+        if items.contains(&"*") {
+            return if items.len() == 1 {
+                Ok(Self::Any)
+            } else {
+                Err(OriginError::WildcardInList)
+            };
+        }
+        items
+            .into_iter()
+            .map(|item| {
+                crate::origin::normalize_allowed_origin(item)
+                    .ok_or_else(|| OriginError::Invalid(item.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::List)
     }
+}
+
+/// A bad `--allowed-origins` value, found by [`OriginPolicy::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OriginError {
+    /// An entry is not `http(s)://host[:port]`.
+    #[error(
+        "invalid origin {0:?}: write scheme://host[:port] with scheme http or https \
+         (e.g. https://chat.example or http://localhost:3000), or '*' for any origin"
+    )]
+    Invalid(String),
+    /// `*` was given together with explicit origins.
+    #[error("'*' allows every origin and cannot be combined with other entries")]
+    WildcardInList,
 }
 
 /// An unparsable duration given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {0:?}: use a number with a unit, like 500ms, 30s, 2m or 1h")]
-pub struct DurationError(pub String);
+#[non_exhaustive]
+pub enum DurationError {
+    /// A bare number: refused rather than guessed, because `--ping-interval 500` reads as
+    /// milliseconds to some operators and as seconds to others.
+    #[error("invalid duration {0:?}: add a unit, like {0}s or {0}ms (units: ms, s, m, h)")]
+    MissingUnit(String),
+    /// Anything else that is not a whole number followed by a known unit.
+    #[error("invalid duration {0:?}: use a whole number with a unit, like 500ms, 30s, 2m or 1h")]
+    Invalid(String),
+}
 
-/// Parses durations such as `250ms`, `30s`, `2m`, `1h`; a bare number means seconds.
+/// Parses durations such as `250ms`, `30s`, `2m`, `1h`. The unit is required.
 ///
 /// # Errors
-/// [`DurationError`] when the text is not a whole number followed by a known unit.
+/// [`DurationError::MissingUnit`] for a bare number, [`DurationError::Invalid`] when the text
+/// is not a whole number followed by `ms`, `s`, `m` or `h`, or overflows.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
+    let invalid = || DurationError::Invalid(t.to_owned());
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| DurationError(text.to_owned()))?;
+    let n: u64 = digits.parse().map_err(|_| invalid())?;
     let per_unit_ms: u64 = match unit.trim() {
         "ms" => 1,
-        "" | "s" => 1_000,
+        "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(DurationError(text.to_owned())),
+        "" => return Err(DurationError::MissingUnit(t.to_owned())),
+        _ => return Err(invalid()),
     };
     n.checked_mul(per_unit_ms)
         .map(Duration::from_millis)
-        .ok_or_else(|| DurationError(text.to_owned()))
+        .ok_or_else(invalid)
 }
 
 /// Formats a duration the way [`parse_duration`] reads it (for `--help` defaults).
@@ -309,7 +353,14 @@ mod tests {
     fn durations_round_trip() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(
+            parse_duration("30"),
+            Err(DurationError::MissingUnit("30".into()))
+        );
+        assert!(parse_duration("30")
+            .unwrap_err()
+            .to_string()
+            .contains("add a unit, like 30s"));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         for bad in ["", "s", "1.5s", "-1s", "10x", "99999999999999999999h"] {
@@ -328,15 +379,45 @@ mod tests {
 
     #[test]
     fn origin_policy_parsing() {
-        assert_eq!(OriginPolicy::parse(""), OriginPolicy::SameHost);
-        assert_eq!(OriginPolicy::parse(" , "), OriginPolicy::SameHost);
-        assert_eq!(OriginPolicy::parse("*"), OriginPolicy::Any);
+        assert_eq!(OriginPolicy::parse(""), Ok(OriginPolicy::SameHost));
+        assert_eq!(OriginPolicy::parse(" , "), Ok(OriginPolicy::SameHost));
+        assert_eq!(OriginPolicy::parse("*"), Ok(OriginPolicy::Any));
         assert_eq!(
             OriginPolicy::parse("https://Chat.Example/, http://localhost:3000"),
-            OriginPolicy::List(vec![
+            Ok(OriginPolicy::List(vec![
                 "https://chat.example".into(),
                 "http://localhost:3000".into()
-            ])
+            ]))
+        );
+        // The examples from the issue: a missing scheme used to start and then match nothing.
+        for bad in [
+            "allowed.example",
+            "chat.example:8080",
+            "ftp://chat.example",
+            "https://",
+            "https://chat.example/app",
+            "https://user@chat.example",
+            "https://chat.example:0",
+            "https://chat.example:99999",
+            "https://chat.example:http",
+            "https://chat example",
+        ] {
+            assert_eq!(
+                OriginPolicy::parse(&format!("https://ok.example,{bad}")),
+                Err(OriginError::Invalid(bad.to_owned())),
+                "{bad:?} should be refused"
+            );
+        }
+        assert_eq!(
+            OriginPolicy::parse("*, https://chat.example"),
+            Err(OriginError::WildcardInList)
+        );
+        let msg = OriginPolicy::parse("allowed.example")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("\"allowed.example\"") && msg.contains("scheme"),
+            "{msg}"
         );
     }
 }

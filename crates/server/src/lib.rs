@@ -54,7 +54,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Config, ConfigError, OriginPolicy};
+pub use config::{Config, ConfigError, OriginError, OriginPolicy};
 pub use error::Error;
 pub use metrics::Metrics;
 

@@ -40,6 +40,46 @@ fn same_host(origin: &str, host: &str) -> bool {
     }
 }
 
+/// Checks one `--allowed-origins` entry and returns it in the form browsers send: lowercase,
+/// no trailing `/`, and no port when it is the scheme's default (a browser never writes
+/// `:443` after `https://host`, so keeping it would make the entry match nothing).
+///
+/// `None` unless the entry is `http://host[:port]` or `https://host[:port]` with a host made of
+/// letters, digits, `-` and `.` (or a bracketed IPv6 literal) and a port in 1..=65535.
+#[must_use]
+pub fn normalize_allowed_origin(entry: &str) -> Option<String> {
+    let lower = entry.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, authority) = lower.split_once("://")?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.contains(']'));
+    let (host, port) = split_authority(authority, default_port)?;
+    let host_ok = if authority.starts_with('[') {
+        host.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        host.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if !host_ok || port == 0 {
+        return None;
+    }
+    let host = if authority.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    Some(if has_port && port != default_port {
+        format!("{scheme}://{host}:{port}")
+    } else {
+        format!("{scheme}://{host}")
+    })
+}
+
 /// Splits `host[:port]` (with `[v6]` literals) into host and port.
 fn split_authority(authority: &str, default_port: u16) -> Option<(&str, u16)> {
     if authority.is_empty() || authority.contains(['/', '@', ' ']) {
@@ -97,7 +137,7 @@ mod tests {
 
     #[test]
     fn list_and_any_policies() {
-        let p = OriginPolicy::parse("https://chat.example, http://localhost:3000");
+        let p = OriginPolicy::parse("https://chat.example, http://localhost:3000").unwrap();
         assert!(origin_allowed(
             &p,
             Some("https://CHAT.example"),
@@ -110,5 +150,47 @@ mod tests {
             Some("chat.example")
         ));
         assert!(origin_allowed(&OriginPolicy::Any, Some("null"), None));
+    }
+
+    #[test]
+    fn allowed_origin_entries_are_normalized_like_browser_origins() {
+        let n = normalize_allowed_origin;
+        assert_eq!(
+            n("HTTPS://Chat.Example/").as_deref(),
+            Some("https://chat.example")
+        );
+        assert_eq!(
+            n("https://chat.example:443").as_deref(),
+            Some("https://chat.example")
+        );
+        assert_eq!(
+            n("http://chat.example:80").as_deref(),
+            Some("http://chat.example")
+        );
+        assert_eq!(
+            n("http://localhost:3000").as_deref(),
+            Some("http://localhost:3000")
+        );
+        assert_eq!(n("http://[::1]:9000").as_deref(), Some("http://[::1]:9000"));
+        assert_eq!(n("http://[::1]").as_deref(), Some("http://[::1]"));
+        for bad in [
+            "chat.example",
+            "ws://chat.example",
+            "http://",
+            "http://:80",
+            "http://chat.example:",
+            "http://chat.example:0",
+            "http://chat.example:65536",
+            "http://[nope]:80",
+            "http://chat.example/path",
+            "http://a@chat.example",
+            "http://chat.example?x",
+            "http://chat_example",
+        ] {
+            assert_eq!(n(bad), None, "{bad:?} should be refused");
+        }
+        // A browser's Origin for a page on the default port matches the normalized entry.
+        let p = OriginPolicy::parse("https://chat.example:443").unwrap();
+        assert!(origin_allowed(&p, Some("https://chat.example"), None));
     }
 }

@@ -414,7 +414,7 @@ impl Hub {
         if let Some(outbox) = self.outboxes.get(&client) {
             outbox.close(self.evict_frame.clone(), true);
             metrics::inc(&self.metrics.queue_full_disconnects);
-            tracing::warn!(%client, code = 1008, "evicted slow consumer");
+            tracing::debug!(%client, code = 1008, "evicted slow consumer");
         }
         self.forget(client);
     }

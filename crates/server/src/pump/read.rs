@@ -257,7 +257,7 @@ impl ReadPump {
     fn protocol_error(&mut self, err: &ProtocolError) -> End {
         metrics::inc(&self.ctx.metrics.protocol_errors);
         self.flush_now();
-        tracing::warn!(client = %self.client, error = %err, code = err.close_code().0, "protocol error");
+        tracing::debug!(client = %self.client, error = %err, code = err.close_code().0, "protocol error");
         self.outbox
             .close(wire::close(err.close_code(), &err.to_string()), false);
         End::Refused
