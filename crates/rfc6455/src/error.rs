@@ -138,9 +138,20 @@ pub enum HandshakeError {
     /// `Sec-WebSocket-Version` is absent or not 13.
     #[error("unsupported websocket version")]
     UnsupportedVersion,
-    /// `Sec-WebSocket-Key` is absent, repeated, or not base64 of 16 bytes.
+    /// `Sec-WebSocket-Key` is absent or not base64 of 16 bytes.
     #[error("invalid sec-websocket-key")]
     InvalidKey,
+    /// A header field that must appear at most once (`Host`, `Origin`,
+    /// `Sec-WebSocket-Key`, `Sec-WebSocket-Version`, `Content-Length`, or one the
+    /// application reads through [`RequestHead::single_header`]) appears more than once.
+    ///
+    /// Refused rather than resolved: taking the first or the last copy lets a client
+    /// choose which one a check sees (two `Origin` lines used to pass the origin
+    /// policy with the first and smuggle the second past anything reading the last).
+    ///
+    /// [`RequestHead::single_header`]: crate::RequestHead::single_header
+    #[error("repeated {0} header")]
+    RepeatedHeader(&'static str),
     /// The `Origin` is not one the server accepts (a server policy, §4.2.2 and §10.2).
     #[error("origin not allowed")]
     OriginNotAllowed,
@@ -172,7 +183,8 @@ impl HandshakeError {
             | Self::MissingHost
             | Self::NotWebSocketUpgrade
             | Self::MissingConnectionUpgrade
-            | Self::InvalidKey => 400,
+            | Self::InvalidKey
+            | Self::RepeatedHeader(_) => 400,
             Self::MethodNotGet => 405,
             Self::UnsupportedVersion => 426,
             Self::OriginNotAllowed => 403,

@@ -76,6 +76,10 @@ impl<'a> RequestHead<'a> {
     }
 
     /// The value of the first header field named `name` (ASCII case-insensitive).
+    ///
+    /// Later copies are ignored, so do not use this for a header a security or
+    /// framing decision rests on: use [`RequestHead::single_header`], which refuses
+    /// repeats, or [`RequestHead::header_all`] for list-valued fields.
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         self.headers
@@ -85,6 +89,10 @@ impl<'a> RequestHead<'a> {
     }
 
     /// The values of every header field named `name`, in order.
+    ///
+    /// For list-valued fields (`Connection`, `Upgrade`, `Sec-WebSocket-Protocol`,
+    /// `Sec-WebSocket-Extensions`), where several lines mean the same as one line
+    /// joined with commas (RFC 9110 §5.3).
     pub fn header_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
         self.headers
             .iter()
@@ -92,7 +100,8 @@ impl<'a> RequestHead<'a> {
             .map(|h| h.value)
     }
 
-    /// The first header field named `name`, as trimmed UTF-8.
+    /// The first header field named `name`, as trimmed UTF-8 (`None` if absent or
+    /// not UTF-8). Later copies are ignored; see [`RequestHead::header`].
     #[must_use]
     pub fn header_str(&self, name: &str) -> Option<&'a str> {
         self.header(name)
@@ -100,25 +109,70 @@ impl<'a> RequestHead<'a> {
             .map(str::trim)
     }
 
+    /// The value of a header field that must appear at most once, such as
+    /// `Authorization`, `Origin` or `Host`: `Ok(None)` when absent,
+    /// `Ok(Some(value))` when present exactly once (raw, untrimmed).
+    ///
+    /// Use this for every header a decision rests on. With [`RequestHead::header`],
+    /// a client sending two copies picks which one the check sees, while a proxy or
+    /// a later reader may act on the other.
+    ///
+    /// # Errors
+    /// [`HandshakeError::RepeatedHeader`] (HTTP 400) naming `name` when the field
+    /// appears more than once, whatever the values.
+    ///
+    /// ```
+    /// use rfc6455::{parse_request, HandshakeError, HeadLimits};
+    /// let raw = b"GET / HTTP/1.1\r\nAuthorization: Bearer a\r\nauthorization: Bearer b\r\n\r\n";
+    /// let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
+    /// let err = head.single_header("authorization").unwrap_err();
+    /// assert_eq!(err, HandshakeError::RepeatedHeader("authorization"));
+    /// assert_eq!(err.http_status(), 400);
+    /// assert_eq!(head.single_header("cookie"), Ok(None));
+    /// ```
+    pub fn single_header(&self, name: &'static str) -> Result<Option<&'a [u8]>, HandshakeError> {
+        let mut values = self.header_all(name);
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => Ok(Some(v)),
+            (Some(_), Some(_)) => Err(HandshakeError::RepeatedHeader(name)),
+        }
+    }
+
+    /// [`RequestHead::single_header`] as trimmed UTF-8.
+    ///
+    /// # Errors
+    /// [`HandshakeError::RepeatedHeader`] when repeated; [`HandshakeError::Malformed`]
+    /// when the value is not UTF-8 (present but unreadable is refused, not
+    /// treated as absent, so it cannot slip past a check that allows absence).
+    pub fn single_header_str(&self, name: &'static str) -> Result<Option<&'a str>, HandshakeError> {
+        self.single_header(name)?
+            .map(|v| {
+                std::str::from_utf8(v)
+                    .map(str::trim)
+                    .map_err(|_| HandshakeError::Malformed("header value is not utf-8"))
+            })
+            .transpose()
+    }
+
     /// The `Content-Length`, if present and valid.
     ///
     /// # Errors
-    /// [`HandshakeError::Malformed`] if it is repeated with different values or not a number.
+    /// [`HandshakeError::RepeatedHeader`] if it appears more than once, even with
+    /// equal values (RFC 9112 §6.3 lets a server refuse those; two lengths are how
+    /// request smuggling between a proxy and a server starts);
+    /// [`HandshakeError::Malformed`] if it is not a plain decimal number.
     pub fn content_length(&self) -> Result<Option<u64>, HandshakeError> {
-        let mut found = None;
-        for v in self.header_all("content-length") {
-            let n = std::str::from_utf8(v)
-                .ok()
-                .map(str::trim)
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or(HandshakeError::Malformed("invalid content-length"))?;
-            if found.is_some_and(|f| f != n) {
-                return Err(HandshakeError::Malformed("conflicting content-length"));
-            }
-            found = Some(n);
-        }
-        Ok(found)
+        let Some(v) = self.single_header("content-length")? else {
+            return Ok(None);
+        };
+        std::str::from_utf8(v)
+            .ok()
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(Some)
+            .ok_or(HandshakeError::Malformed("invalid content-length"))
     }
 }
 
@@ -223,10 +277,25 @@ mod tests {
     }
 
     #[test]
-    fn content_length_must_be_consistent() {
+    fn content_length_must_be_single_and_decimal() {
         let raw = b"POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\n";
         let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
+        assert_eq!(
+            head.content_length(),
+            Err(HandshakeError::RepeatedHeader("content-length"))
+        );
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n";
+        let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
+        assert_eq!(
+            head.content_length(),
+            Err(HandshakeError::RepeatedHeader("content-length"))
+        );
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n";
+        let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
         assert!(head.content_length().is_err());
+        let raw = b"POST / HTTP/1.1\r\nContent-Length:  7 \r\n\r\n";
+        let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
+        assert_eq!(head.content_length(), Ok(Some(7)));
         let raw = b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n";
         let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
         assert!(head.content_length().is_err());

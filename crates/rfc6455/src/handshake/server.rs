@@ -113,8 +113,13 @@ pub fn validate_upgrade<'a>(head: &RequestHead<'a>) -> Result<UpgradeRequest<'a>
     if head.version < 1 {
         return Err(HandshakeError::HttpVersion);
     }
-    let host = single(head, "host")
-        .ok_or(HandshakeError::MissingHost)?
+    // Every header read as one value is read through `single_header`: a repeated
+    // Host, Origin, key or version is refused (400) instead of resolved, so no client
+    // can choose which copy a check sees. Upgrade, Connection, Sec-WebSocket-Protocol
+    // and Sec-WebSocket-Extensions are lists, where repeated lines are one list
+    // (RFC 9110 §5.3, RFC 6455 §11.3.2 and §11.3.4).
+    let host = head
+        .single_header_str("host")?
         .filter(|h| !h.is_empty())
         .ok_or(HandshakeError::MissingHost)?;
     if !head
@@ -129,30 +134,29 @@ pub fn validate_upgrade<'a>(head: &RequestHead<'a>) -> Result<UpgradeRequest<'a>
     {
         return Err(HandshakeError::MissingConnectionUpgrade);
     }
-    let version =
-        single(head, "sec-websocket-version").ok_or(HandshakeError::UnsupportedVersion)?;
-    if version != Some("13") {
+    let version = match head.single_header("sec-websocket-version")? {
+        Some(v) => v.trim_ascii(),
+        None => return Err(HandshakeError::UnsupportedVersion),
+    };
+    if version != b"13" {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    let key = single(head, "sec-websocket-key")
-        .ok_or(HandshakeError::InvalidKey)?
-        .ok_or(HandshakeError::InvalidKey)?;
+    let key = match head.single_header("sec-websocket-key")? {
+        Some(v) => std::str::from_utf8(v)
+            .map_err(|_| HandshakeError::InvalidKey)?
+            .trim(),
+        None => return Err(HandshakeError::InvalidKey),
+    };
     // 16 bytes encode to exactly 24 base64 characters with "==" padding.
     let mut decoded = [0u8; 18];
     if key.len() != 24 || BASE64.decode_slice(key, &mut decoded) != Ok(16) {
         return Err(HandshakeError::InvalidKey);
     }
-    let origin = head.header_str("origin");
-    let protocols = head
-        .header_all("sec-websocket-protocol")
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(tokens)
-        .collect();
-    let extensions = head
-        .header_all("sec-websocket-extensions")
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(tokens)
-        .collect();
+    // RFC 6454 §7.3: a user agent sends at most one Origin. Present but not UTF-8
+    // is refused too: reporting it as absent would let it pass as a non-browser.
+    let origin = head.single_header_str("origin")?;
+    let protocols = list(head, "sec-websocket-protocol")?;
+    let extensions = list(head, "sec-websocket-extensions")?;
     Ok(UpgradeRequest {
         path: head.path(),
         query: head.query(),
@@ -164,15 +168,17 @@ pub fn validate_upgrade<'a>(head: &RequestHead<'a>) -> Result<UpgradeRequest<'a>
     })
 }
 
-/// The one value of a header that must not repeat: `None` when absent,
-/// `Some(None)` when repeated or not UTF-8.
-fn single<'a>(head: &RequestHead<'a>, name: &str) -> Option<Option<&'a str>> {
-    let mut values = head.header_all(name);
-    let first = values.next()?;
-    if values.next().is_some() {
-        return Some(None);
+/// The comma-separated elements of a list-valued header over all its lines.
+///
+/// A value that is not UTF-8 holds no token and is refused rather than skipped.
+fn list<'a>(head: &RequestHead<'a>, name: &'static str) -> Result<Vec<&'a str>, HandshakeError> {
+    let mut items = Vec::new();
+    for v in head.header_all(name) {
+        let v = std::str::from_utf8(v)
+            .map_err(|_| HandshakeError::Malformed("header value is not utf-8"))?;
+        items.extend(tokens(v));
     }
-    Some(std::str::from_utf8(first).ok().map(str::trim))
+    Ok(items)
 }
 
 /// Writes the `101 Switching Protocols` response, with the chosen subprotocol
@@ -331,7 +337,10 @@ mod tests {
             "\r\n\r\n",
             "\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
         );
-        assert_eq!(check(&twice), Err(HandshakeError::InvalidKey));
+        assert_eq!(
+            check(&twice),
+            Err(HandshakeError::RepeatedHeader("sec-websocket-key"))
+        );
     }
 
     #[test]

@@ -222,6 +222,175 @@ fn an_origin_refused_by_policy_gets_403() {
     assert_eq!(resp.header("sec-websocket-accept"), None);
 }
 
+/// `request_with` on the RFC request, with `line` (a full header line) repeated
+/// right after itself with `second` as the value of the copy.
+fn with_repeated(line: &str, second: &str) -> String {
+    let name = line.split_once(':').expect("a header line").0;
+    request_with(line, &format!("{line}\r\n{name}: {second}"))
+}
+
+#[test]
+fn a_repeated_single_valued_header_is_refused_with_400() {
+    // Issue 7: with two Origin lines only the first was read, so an allowed origin
+    // followed by an evil one passed the origin policy. Every header the handshake
+    // reads as one value is refused when repeated, whichever copy comes first and
+    // even when the copies agree.
+    let cases = [
+        (
+            "Origin: http://example.com",
+            "https://evil.example",
+            "origin",
+        ),
+        ("Origin: http://example.com", "http://example.com", "origin"),
+        ("Host: server.example.com", "evil.example", "host"),
+        ("Host: server.example.com", "server.example.com", "host"),
+        (
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "AAAAAAAAAAAAAAAAAAAAAA==",
+            "sec-websocket-key",
+        ),
+        (
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            RFC_KEY,
+            "sec-websocket-key",
+        ),
+        ("Sec-WebSocket-Version: 13", "8", "sec-websocket-version"),
+        ("Sec-WebSocket-Version: 13", "13", "sec-websocket-version"),
+    ];
+    for (line, second, name) in cases {
+        for raw in [with_repeated(line, second), {
+            // The other order too: the evil copy first.
+            let (header, value) = line.split_once(": ").unwrap();
+            request_with(line, &format!("{header}: {second}\r\n{header}: {value}"))
+        }] {
+            let (head, _) = parse_request(raw.as_bytes(), &HeadLimits::DEFAULT)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                validate_upgrade(&head),
+                Err(HandshakeError::RepeatedHeader(name)),
+                "{raw}"
+            );
+            expect_rejected(raw.as_bytes(), &HeadLimits::DEFAULT, 400);
+        }
+    }
+    // Case differences do not make two headers out of one name.
+    let raw = request_with(
+        "Origin: http://example.com",
+        "Origin: http://example.com\r\norigin: https://evil.example",
+    );
+    expect_rejected(raw.as_bytes(), &HeadLimits::DEFAULT, 400);
+}
+
+#[test]
+fn an_origin_that_is_not_utf8_is_refused_not_ignored() {
+    // Reported as absent, it would pass as a non-browser client under every policy.
+    let mut raw = request_with("Origin: http://example.com", "Origin: http://\u{1}").into_bytes();
+    let at = raw.iter().position(|&b| b == 1).unwrap();
+    raw[at] = 0xff;
+    let (head, _) = parse_request(&raw, &HeadLimits::DEFAULT).unwrap().unwrap();
+    assert!(matches!(
+        validate_upgrade(&head),
+        Err(HandshakeError::Malformed(_))
+    ));
+    expect_rejected(&raw, &HeadLimits::DEFAULT, 400);
+}
+
+#[test]
+fn list_valued_headers_may_repeat_and_are_read_as_one_list() {
+    // RFC 9110 §5.3: several lines of a list-valued field mean the lines joined with
+    // commas; RFC 6455 §11.3.2 and §11.3.4 say so for the WebSocket lists.
+    let upgrade = with_repeated("Upgrade: websocket", "h2c");
+    let resp = Response::parse(&answer(upgrade.as_bytes(), &HeadLimits::DEFAULT, &[]));
+    assert_eq!(resp.status, 101);
+    let upgrade_last = request_with("Upgrade: websocket", "Upgrade: h2c\r\nUpgrade: websocket");
+    let resp = Response::parse(&answer(upgrade_last.as_bytes(), &HeadLimits::DEFAULT, &[]));
+    assert_eq!(resp.status, 101);
+
+    let ext = request_with(
+        "Sec-WebSocket-Version: 13\r\n",
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: a\r\nSec-WebSocket-Extensions: b, c\r\n",
+    );
+    let (head, _) = parse_request(ext.as_bytes(), &HeadLimits::DEFAULT)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        validate_upgrade(&head).unwrap().extensions(),
+        ["a", "b", "c"]
+    );
+
+    // A list element that is not even UTF-8 is refused rather than skipped.
+    let mut raw = with_repeated("Sec-WebSocket-Protocol: chat, superchat", "v\u{1}").into_bytes();
+    let at = raw.iter().position(|&b| b == 1).unwrap();
+    raw[at] = 0xff;
+    expect_rejected(&raw, &HeadLimits::DEFAULT, 400);
+}
+
+#[test]
+fn single_header_is_the_exactly_one_value_helper() {
+    // For headers the application reads itself, such as Authorization.
+    let raw = request_with(
+        "Sec-WebSocket-Version: 13\r\n",
+        "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer one\r\n",
+    );
+    let (head, _) = parse_request(raw.as_bytes(), &HeadLimits::DEFAULT)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        head.single_header("authorization"),
+        Ok(Some(&b"Bearer one"[..]))
+    );
+    assert_eq!(
+        head.single_header_str("Authorization"),
+        Ok(Some("Bearer one"))
+    );
+    assert_eq!(head.single_header("x-absent"), Ok(None));
+
+    for second in ["Authorization: Bearer two", "authorization: Bearer one"] {
+        let raw = request_with(
+            "Sec-WebSocket-Version: 13\r\n",
+            &format!("Sec-WebSocket-Version: 13\r\nAuthorization: Bearer one\r\n{second}\r\n"),
+        );
+        let (head, _) = parse_request(raw.as_bytes(), &HeadLimits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        let err = head.single_header("authorization").unwrap_err();
+        assert_eq!(err, HandshakeError::RepeatedHeader("authorization"));
+        assert_eq!(err.http_status(), 400);
+        assert_eq!(head.single_header_str("authorization"), Err(err));
+        // The handshake itself does not read Authorization: the application decides.
+        assert!(validate_upgrade(&head).is_ok());
+    }
+}
+
+#[test]
+fn content_length_may_not_repeat_even_with_one_value() {
+    for (lines, expected) in [
+        ("Content-Length: 0\r\n", Ok(Some(0))),
+        (
+            "Content-Length: 0\r\nContent-Length: 0\r\n",
+            Err(HandshakeError::RepeatedHeader("content-length")),
+        ),
+        (
+            "Content-Length: 0\r\ncontent-length: 5\r\n",
+            Err(HandshakeError::RepeatedHeader("content-length")),
+        ),
+        (
+            "Content-Length: 0, 0\r\n",
+            Err(HandshakeError::Malformed("invalid content-length")),
+        ),
+    ] {
+        let raw = request_with(
+            "Sec-WebSocket-Version: 13\r\n",
+            &format!("Sec-WebSocket-Version: 13\r\n{lines}"),
+        );
+        let (head, _) = parse_request(raw.as_bytes(), &HeadLimits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.content_length(), expected, "{lines}");
+    }
+}
+
 #[test]
 fn connection_token_lists_and_case_are_honoured() {
     let variants = [
