@@ -12,4 +12,5 @@ mod heartbeat;
 mod http_surface;
 mod interop;
 mod limits;
+mod repeated_headers;
 mod shutdown;
