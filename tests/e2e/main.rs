@@ -7,6 +7,7 @@ mod support;
 
 mod backpressure;
 mod broadcast;
+mod client_errors;
 mod garbage;
 mod heartbeat;
 mod http_surface;

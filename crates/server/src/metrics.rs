@@ -6,6 +6,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rfc6455::CloseCode;
+
 /// The server's counters and gauges. Shared as `Arc<Metrics>`.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -43,7 +45,29 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// Connections refused with 503 because `max_http_connections` were in their HTTP phase.
     pub http_refused: AtomicU64,
+    /// Connections closed because of what the client sent, by the close code we sent; see
+    /// [`Metrics::count_client_close`].
+    pub client_closes: ClientCloses,
 }
+
+/// Per-close-code counts of connections the server closed because of the client's
+/// behaviour (protocol errors, unsupported data, oversize messages).
+///
+/// Client misbehaviour is logged at DEBUG only, because a remote client must not control
+/// the volume of the operator's WARN log; these counters are how it stays visible.
+#[derive(Debug, Default)]
+pub struct ClientCloses {
+    by_code: [AtomicU64; CLIENT_CLOSE_CODES.len()],
+    other: AtomicU64,
+}
+
+/// The codes [`ClientCloses`] counts one by one; anything else lands in `other`.
+const CLIENT_CLOSE_CODES: [CloseCode; 4] = [
+    CloseCode::PROTOCOL_ERROR,
+    CloseCode::UNSUPPORTED_DATA,
+    CloseCode::INVALID_PAYLOAD,
+    CloseCode::MESSAGE_TOO_BIG,
+];
 
 /// Adds `n` to a counter.
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -56,6 +80,16 @@ pub(crate) fn inc(counter: &AtomicU64) {
 }
 
 impl Metrics {
+    /// Counts a connection closed with `code` because of the client (a protocol error, a
+    /// message type the endpoint refuses, an oversize message). Call it where such a close
+    /// is queued, and log the cause at DEBUG, not WARN.
+    pub fn count_client_close(&self, code: CloseCode) {
+        let i = CLIENT_CLOSE_CODES.iter().position(|c| *c == code);
+        inc(i.map_or(&self.client_closes.other, |i| {
+            &self.client_closes.by_code[i]
+        }));
+    }
+
     /// Renders every counter in the Prometheus text exposition format (version 0.0.4).
     #[must_use]
     pub fn render(&self) -> String {
@@ -171,7 +205,36 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
         }
+        self.render_client_closes(&mut out);
         out
+    }
+
+    /// One labelled family: `chatgroup_client_closes_total{code="1002"}` and so on. Slow
+    /// consumers evicted with 1008 are the other client-caused close; their counter is
+    /// `queue_full_disconnects`, shown here under its code as well so one family answers
+    /// "which misbehaviour, how often".
+    fn render_client_closes(&self, out: &mut String) {
+        let name = "chatgroup_client_closes_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Connections closed because of the client, by close code sent\n\
+             # TYPE {name} counter"
+        );
+        let c = &self.client_closes;
+        let rows = CLIENT_CLOSE_CODES
+            .iter()
+            .map(|code| code.0.to_string())
+            .zip(c.by_code.iter().map(|v| v.load(Ordering::Relaxed)))
+            .chain([
+                (
+                    CloseCode::POLICY_VIOLATION.0.to_string(),
+                    self.queue_full_disconnects.load(Ordering::Relaxed),
+                ),
+                ("other".to_owned(), c.other.load(Ordering::Relaxed)),
+            ]);
+        for (code, v) in rows {
+            let _ = writeln!(out, "{name}{{code=\"{code}\"}} {v}");
+        }
     }
 }
 
@@ -190,7 +253,29 @@ mod tests {
         assert!(text.contains("\nchatgroup_bytes_out_total 42\n"));
         assert!(text.contains("\nchatgroup_sweep_terminations_total 1\n"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 17);
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 17);
+        assert_eq!(samples, 17 + 6);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 18);
+    }
+
+    #[test]
+    fn client_closes_are_counted_by_code() {
+        let m = Metrics::default();
+        m.count_client_close(CloseCode::PROTOCOL_ERROR);
+        m.count_client_close(CloseCode::PROTOCOL_ERROR);
+        m.count_client_close(CloseCode::MESSAGE_TOO_BIG);
+        m.count_client_close(CloseCode::INTERNAL_ERROR);
+        inc(&m.queue_full_disconnects);
+        let text = m.render();
+        for sample in [
+            "chatgroup_client_closes_total{code=\"1002\"} 2\n",
+            "chatgroup_client_closes_total{code=\"1003\"} 0\n",
+            "chatgroup_client_closes_total{code=\"1007\"} 0\n",
+            "chatgroup_client_closes_total{code=\"1008\"} 1\n",
+            "chatgroup_client_closes_total{code=\"1009\"} 1\n",
+            "chatgroup_client_closes_total{code=\"other\"} 1\n",
+        ] {
+            assert!(text.contains(sample), "{sample} in {text}");
+        }
+        assert!(text.contains("# TYPE chatgroup_client_closes_total counter\n"));
     }
 }

@@ -256,6 +256,7 @@ impl ReadPump {
 
     fn protocol_error(&mut self, err: &ProtocolError) -> End {
         metrics::inc(&self.ctx.metrics.protocol_errors);
+        self.ctx.metrics.count_client_close(err.close_code());
         self.flush_now();
         tracing::debug!(client = %self.client, error = %err, code = err.close_code().0, "protocol error");
         self.outbox
