@@ -115,20 +115,25 @@ install_cargo_fuzz() {
     fi
 }
 
+# The Python interop client lives in a scratch virtual environment (git-ignored), so nothing
+# is installed into the system interpreter (no pip "running as root" warning, no PEP 668
+# refusal). The tests find it through CHATGROUP_PYTHON, or at this path when run directly.
+PY_VENV="$ROOT/tests/interop/.venv"
+export CHATGROUP_PYTHON="$PY_VENV/bin/python"
+
 install_python_websockets() {
-    if python3 -c 'import websockets' >/dev/null 2>&1; then
-        note "python websockets: $(python3 -c 'import websockets; print(websockets.__version__)') already installed"
+    if "$CHATGROUP_PYTHON" -c 'import websockets' >/dev/null 2>&1; then
+        note "python websockets: $("$CHATGROUP_PYTHON" -c 'import websockets; print(websockets.__version__)') already in tests/interop/.venv"
         return
     fi
-    note "python websockets: installing"
-    if python3 -m pip --version >/dev/null 2>&1; then
-        # A Debian system interpreter refuses plain pip installs (PEP 668); a pyenv/venv one does not.
-        python3 -m pip install --quiet websockets ||
-            python3 -m pip install --quiet --break-system-packages websockets
-    else
-        apt-get update -qq && apt-get install -y -qq python3-websockets
+    note "python websockets: installing into tests/interop/.venv"
+    if ! python3 -m venv "$PY_VENV" >/dev/null 2>&1; then
+        # Debian ships venv separately; ensurepip is what it lacks.
+        apt-get update -qq && apt-get install -y -qq python3-venv
+        python3 -m venv "$PY_VENV"
     fi
-    python3 -c 'import websockets'
+    "$PY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check websockets
+    "$CHATGROUP_PYTHON" -c 'import websockets'
 }
 
 install_node_clients() {

@@ -35,6 +35,20 @@ async fn start_echo_server() -> SocketAddr {
     addr
 }
 
+/// The Python with `websockets`: `CHATGROUP_PYTHON` (set by `scripts/test.sh` to its scratch
+/// virtual environment), else that environment if it exists, else `python3`.
+fn python() -> String {
+    if let Ok(p) = std::env::var("CHATGROUP_PYTHON") {
+        return p;
+    }
+    let venv = interop_dir().join(".venv/bin/python");
+    if venv.is_file() {
+        venv.to_string_lossy().into_owned()
+    } else {
+        "python3".to_owned()
+    }
+}
+
 /// Whether `program args` runs and exits 0.
 async fn runs(program: &str, args: &[&str]) -> bool {
     Command::new(program)
@@ -84,16 +98,20 @@ async fn run_client(program: &str, script: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_websockets_client_against_our_echo_server() {
-    if !runs("python3", &["-c", "import websockets.sync.client"]).await {
-        return missing("python3 with the websockets package");
+    let python = python();
+    if !runs(&python, &["-c", "import websockets.sync.client"]).await {
+        return missing(&format!(
+            "{python} with the websockets package (python3 -m venv tests/interop/.venv && \
+             tests/interop/.venv/bin/pip install websockets)"
+        ));
     }
-    run_client("python3", "python_echo_client.py").await;
+    run_client(&python, "python_echo_client.py").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_ws_client_against_our_echo_server() {
     if !interop_dir().join("node_modules/ws/package.json").is_file() {
-        return missing("tests/interop/node_modules (npm ci in tests/interop)");
+        return missing("the Node ws client (npm ci --prefix tests/interop)");
     }
     if !runs("node", &["--version"]).await {
         return missing("node");
