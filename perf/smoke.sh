@@ -2,7 +2,7 @@
 # Smoke run of the load generator against chatgroup only: every scenario for a second or
 # two, small counts, so the tool never rots. Not a measurement (debug build, no pinning).
 #
-#   perf/smoke.sh             debug build (shares the test stage's artifacts)
+#   perf/smoke.sh             debug build (reuses the test stage's artifacts: no compile there)
 #   perf/smoke.sh --release   release build
 #
 # Fails when the server does not start, when the generator reports any error (lost,
@@ -14,15 +14,21 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 PROFILE=debug
-CARGO_FLAGS=()
+# The debug build asks for exactly what the test stage (`cargo test --workspace
+# --all-features`) resolves: with resolver 2, building test targets turns on the features
+# dev-dependencies add (tokio's "full", for one), and a plain `cargo build -p chatgroup` would
+# resolve a smaller feature set and recompile tokio, the server and everything between. With
+# the same selection the binaries are already fresh after the test stage.
+CARGO_FLAGS=(--workspace --all-features --bins --tests)
 if [[ "${1:-}" == "--release" ]]; then
     PROFILE=release
-    CARGO_FLAGS=(--release)
+    CARGO_FLAGS=(--release -p chatgroup -p chatgroup-loadgen --bin chatgroup --bin loadgen)
 fi
 
-cargo build "${CARGO_FLAGS[@]}" -p chatgroup -p chatgroup-loadgen --bin chatgroup --bin loadgen
-SERVER="target/$PROFILE/chatgroup"
-LOADGEN="target/$PROFILE/loadgen"
+cargo build "${CARGO_FLAGS[@]}"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+SERVER="$TARGET_DIR/$PROFILE/chatgroup"
+LOADGEN="$TARGET_DIR/$PROFILE/loadgen"
 
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/chatgroup-smoke.XXXXXX")"
 SPID=""

@@ -8,7 +8,8 @@
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --workspace --all-targets --all-features -- -D warnings, and the codec
 #            core alone without features (no tokio, no RNG in its dependency tree)
-#   test     cargo test --workspace --all-features (unit, integration and doc tests)
+#   test     cargo test --workspace --all-features (unit, integration and doc tests), after
+#            building the binaries with the same selection perf/smoke.sh uses (one build)
 #   doc      cargo doc of the library crates with warnings denied (house style §3.10)
 #   benches  cargo build --benches: keeps the criterion benches compiling without running them
 #   fuzz     every cargo-fuzz target for FUZZ_SECONDS, seeded from fuzz/seeds/<target>
@@ -200,6 +201,9 @@ stage_clippy() {
 }
 
 stage_test() {
+    # The binaries too (the loadgen one is no test's dependency), with the selection
+    # perf/smoke.sh builds: one feature resolution, so the perf stage compiles nothing.
+    cargo build --workspace --all-features --bins --tests
     # --no-fail-fast: one CI run reports every failing test binary, not just the first.
     cargo test --workspace --all-features --no-fail-fast
 }
