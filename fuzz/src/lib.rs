@@ -8,6 +8,7 @@
 //! `fuzz/seeds/<target>/` through them without a nightly toolchain.
 
 pub mod assemble_message;
+pub mod client_message;
 pub mod close_payload;
 pub mod decode_stream;
 pub mod request_head;

@@ -121,6 +121,18 @@ pub enum ServerMsg {
         /// Which conversation.
         conversation: ConversationId,
     },
+    /// A request that has no other answer (`remove_member`, `leave`) was done.
+    #[serde(rename = "ok")]
+    Done {
+        /// The request's `ref`.
+        #[serde(
+            default,
+            rename = "ref",
+            deserialize_with = "crate::wire_util::reference",
+            skip_serializing_if = "Option::is_none"
+        )]
+        reference: Ref,
+    },
     /// A request was refused; the socket stays open.
     Error {
         /// What went wrong, machine-readable.
