@@ -1,0 +1,103 @@
+//! The store's one error type, and the crate-private plumbing that turns SQLite's errors into
+//! it without letting `rusqlite` show in the public API.
+
+use chatgroup_protocol::ErrorCode;
+
+/// Why a store operation failed.
+///
+/// The `Display` text is for logs and is not part of the API; branch on the variant or on
+/// [`StoreError::code`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing (`"user"`, `"conversation"`, `"member"`) does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The acting user is not a member of the conversation.
+    #[error("not a member of the conversation")]
+    NotMember,
+    /// Only the group's owner may do this.
+    #[error("only the group's owner may do this")]
+    NotOwner,
+    /// Another user already has this username (compared case-insensitively).
+    #[error("username taken")]
+    UsernameTaken,
+    /// The request breaks a rule; the text says which.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The store is closed (or its writer has stopped): nothing more can be written.
+    #[error("store closed")]
+    Closed,
+    /// The database failed (I/O, corruption, a schema from a newer build, a bug).
+    #[error("database: {0}")]
+    Db(String),
+}
+
+impl StoreError {
+    /// The wire error code a client is told.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        // Exhaustive on purpose: a new variant must choose its wire code here.
+        match self {
+            StoreError::NotFound(_) => ErrorCode::NotFound,
+            StoreError::NotMember => ErrorCode::NotMember,
+            StoreError::NotOwner => ErrorCode::NotOwner,
+            StoreError::UsernameTaken => ErrorCode::UsernameTaken,
+            StoreError::Invalid(_) => ErrorCode::Invalid,
+            StoreError::Closed => ErrorCode::Unavailable,
+            StoreError::Db(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// An operation's failure inside the crate: a refusal the caller should see as is, or a raw
+/// SQLite error that becomes [`StoreError::Db`] at the edge. Keeping the two apart lets `?`
+/// work on both without a public `From<rusqlite::Error>` impl, which would leak the backend.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Store(StoreError),
+    Sql(rusqlite::Error),
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Fail::Sql(e)
+    }
+}
+
+impl From<Fail> for StoreError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::Store(e) => e,
+            Fail::Sql(e) => StoreError::Db(e.to_string()),
+        }
+    }
+}
+
+/// The result type of the crate-private query functions.
+pub(crate) type Res<T> = Result<T, Fail>;
+
+/// True when `e` is a UNIQUE (or PRIMARY KEY) constraint violation.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error().map(|e| e.extended_code),
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_is_unavailable_and_db_is_internal() {
+        assert_eq!(StoreError::Closed.code(), ErrorCode::Unavailable);
+        assert_eq!(StoreError::Db("x".into()).code(), ErrorCode::Internal);
+        assert_eq!(StoreError::NotFound("user").to_string(), "user not found");
+    }
+}

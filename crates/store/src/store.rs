@@ -1,0 +1,568 @@
+//! The [`Store`] handle.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use chatgroup_protocol::{
+    ConversationId, ConversationInfo, MessageView, Millis, Seq, UserId, UserInfo,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::Res;
+use crate::read::{self, Readers};
+use crate::schema;
+use crate::writer::{Command, Reply, Sink, Stats, Writer};
+use crate::{AppendRequest, Committed, StoreConfig, StoreError, StoreStats, UserAuth};
+
+/// The handle to chatgroup's database: users, refresh tokens, conversations, messages.
+///
+/// Cheap to clone (an `Arc` inside). Writes go, through a bounded queue, to one writer thread
+/// that commits them in batches; reads run on a pool of read-only connections on tokio's
+/// blocking pool. Every method must be awaited inside a tokio runtime.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    commands: mpsc::Sender<Command>,
+    readers: Readers,
+    epoch: String,
+    jwt_secret: Vec<u8>,
+    stats: Arc<Stats>,
+    /// Becomes `true` when the writer has committed its last batch and checkpointed.
+    done: watch::Receiver<bool>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    path: std::path::PathBuf,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("epoch", &self.inner.epoch)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/chatgroup.db`: creates the directory, migrates the
+    /// schema, switches to WAL, starts the writer thread (`store-writer`) and opens
+    /// `cfg.readers` read-only connections.
+    ///
+    /// `sink` is called on the writer thread after each batch commits, once per event, in
+    /// commit order. If it blocks, the writer waits: that is the intended backpressure.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`] if the directory or database cannot be created or opened, or if
+    /// the database was written by a newer build (its schema version is higher than this
+    /// build knows).
+    pub fn open(
+        cfg: StoreConfig,
+        sink: Box<dyn FnMut(Committed) + Send>,
+    ) -> Result<Store, StoreError> {
+        Self::open_inner(&cfg, sink).map_err(StoreError::from)
+    }
+
+    fn open_inner(cfg: &StoreConfig, sink: Sink) -> Res<Store> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|e| {
+            StoreError::Db(format!(
+                "cannot create the data directory {}: {e}",
+                cfg.dir.display()
+            ))
+        })?;
+        let path = cfg.db_path();
+        let conn = schema::open_writer(&path, cfg.durability)?;
+        let epoch = schema::meta_or_insert(&conn, "epoch", || {
+            Ok(hex(&schema::random_bytes(16)?).into_bytes())
+        })?;
+        let epoch = String::from_utf8(epoch)
+            .map_err(|_| StoreError::Db("the stored epoch is not text".into()))?;
+        let jwt_secret = schema::meta_or_insert(&conn, "jwt_secret", || schema::random_bytes(32))?;
+        // Readers need the WAL set up by the writer connection, which is open by now.
+        let readers = Readers::open(path.clone(), cfg.readers)?;
+        let stats = Arc::new(Stats::default());
+        let (commands, queue) = mpsc::channel(cfg.queue_depth.max(1));
+        let (done_tx, done) = watch::channel(false);
+        let writer = Writer::new(conn, sink, Arc::clone(&stats), cfg.max_batch);
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(queue, done_tx))
+            .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                commands,
+                readers,
+                epoch,
+                jwt_secret,
+                stats,
+                done,
+                writer: Mutex::new(Some(handle)),
+                path,
+            }),
+        })
+    }
+
+    /// This database's identity: 128 random bits in hex, generated when it was created and
+    /// the same after every restart. A client seeing a new epoch drops its cursors.
+    #[must_use]
+    pub fn epoch(&self) -> &str {
+        &self.inner.epoch
+    }
+
+    /// 32 random bytes generated when the database was created, for signing access tokens
+    /// when no secret is configured; stable across restarts.
+    #[must_use]
+    pub fn jwt_secret(&self) -> &[u8] {
+        &self.inner.jwt_secret
+    }
+
+    /// The writer's counters so far.
+    #[must_use]
+    pub fn stats(&self) -> StoreStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Flushes and stops the writer: stops accepting writes, commits everything already
+    /// queued, checkpoints the WAL and joins the writer thread. Later writes fail with
+    /// [`StoreError::Closed`]; reads keep working. Idempotent, and safe to call from many
+    /// tasks at once: each returns once the writer is gone.
+    pub async fn close(&self) {
+        // Fails only if the writer is already gone, which is what we wait for anyway.
+        let _ = self.inner.commands.send(Command::Close).await;
+        let mut done = self.inner.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            // The writer has signalled `done` as its last act, so this join is immediate.
+            let _ = handle.join();
+        }
+    }
+
+    async fn queue(&self, cmd: Command) -> Result<(), StoreError> {
+        self.inner
+            .commands
+            .send(cmd)
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue(make(reply)).await?;
+        // A dropped reply means the writer stopped without answering (it panicked).
+        answer.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    // ---- writes ----
+
+    /// Registers a user. `password_hash` is stored as given.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UsernameTaken`] if the name is taken in any letter case,
+    /// [`StoreError::Invalid`] if it is empty.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<UserInfo, StoreError> {
+        let (username, password_hash) = (username.to_owned(), password_hash.to_owned());
+        self.call(|reply| Command::CreateUser {
+            username,
+            password_hash,
+            reply,
+        })
+        .await
+    }
+
+    /// Stores a refresh token, by the hash the caller computed (the token itself is never
+    /// stored), valid until `expires_at`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown user.
+    pub async fn add_refresh_token(
+        &self,
+        user: UserId,
+        token_hash: [u8; 32],
+        expires_at: Millis,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| Command::AddRefreshToken {
+            user,
+            hash: token_hash,
+            expires_at,
+            reply,
+        })
+        .await
+    }
+
+    /// Uses a refresh token, once: deletes `old`; if it existed and had not expired at `now`,
+    /// stores `new` for the same user until `new_expires_at` and returns the user. An unknown
+    /// or expired token gives `Ok(None)`.
+    ///
+    /// # Errors
+    ///
+    /// Only [`StoreError::Closed`] and [`StoreError::Db`].
+    pub async fn rotate_refresh_token(
+        &self,
+        old: [u8; 32],
+        new: [u8; 32],
+        new_expires_at: Millis,
+        now: Millis,
+    ) -> Result<Option<UserInfo>, StoreError> {
+        self.call(|reply| Command::RotateRefreshToken {
+            old,
+            new,
+            new_expires_at,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes a refresh token (logout). Unknown tokens are fine.
+    ///
+    /// # Errors
+    ///
+    /// Only [`StoreError::Closed`] and [`StoreError::Db`].
+    pub async fn revoke_refresh_token(&self, hash: [u8; 32]) -> Result<(), StoreError> {
+        self.call(|reply| Command::RevokeRefreshToken { hash, reply })
+            .await
+    }
+
+    /// Creates a group owned by `owner` with `members` (the owner is always one; duplicates
+    /// are ignored). Events: [`Committed::MembersAdded`] with everyone, then the `Created`
+    /// system message as seq 1. Returns the group as the owner sees it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] unless the trimmed name has 1 to 64 characters,
+    /// [`StoreError::NotFound`] if a user does not exist.
+    pub async fn create_group(
+        &self,
+        owner: UserId,
+        name: &str,
+        members: &[UserId],
+    ) -> Result<ConversationInfo, StoreError> {
+        let (name, members) = (name.to_owned(), members.to_vec());
+        self.call(|reply| Command::CreateGroup {
+            owner,
+            name,
+            members,
+            reply,
+        })
+        .await
+    }
+
+    /// The direct chat between `a` and `b`, as `a` sees it. An existing one (created by either)
+    /// is returned with `false` and no events; a new one with `true`, after
+    /// [`Committed::MembersAdded`] `[a, b]` and a `Created` system message.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] if `a == b`, [`StoreError::NotFound`] if either user does not
+    /// exist.
+    pub async fn create_direct(
+        &self,
+        a: UserId,
+        b: UserId,
+    ) -> Result<(ConversationInfo, bool), StoreError> {
+        self.call(|reply| Command::CreateDirect { a, b, reply })
+            .await
+    }
+
+    /// The group's owner `by` adds `user`. Already a member: `Ok` with no events. Otherwise
+    /// [`Committed::MembersAdded`], then the `Joined` system message. Returns the group as
+    /// `by` sees it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] (conversation or user), [`StoreError::NotMember`] if `by` is
+    /// not a member, [`StoreError::Invalid`] for a direct chat, [`StoreError::NotOwner`].
+    pub async fn add_member(
+        &self,
+        by: UserId,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<ConversationInfo, StoreError> {
+        self.call(|reply| Command::AddMember {
+            by,
+            conversation,
+            user,
+            reply,
+        })
+        .await
+    }
+
+    /// `by == user`: `user` leaves (any member). Otherwise the owner `by` removes `user`.
+    /// Events: the `Left`/`Removed` system message, then [`Committed::MemberRemoved`]. If the
+    /// owner leaves, the longest-standing remaining member becomes the owner
+    /// ([`Committed::ConversationChanged`] after); the last member leaving leaves an empty,
+    /// ownerless group.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] (conversation, or `"member"` if `user` is not in it),
+    /// [`StoreError::NotMember`] if `by` is not a member, [`StoreError::Invalid`] for a direct
+    /// chat, [`StoreError::NotOwner`] when removing someone else without being the owner.
+    pub async fn remove_member(
+        &self,
+        by: UserId,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| Command::RemoveMember {
+            by,
+            conversation,
+            user,
+            reply,
+        })
+        .await
+    }
+
+    /// Any member renames a group (the name is trimmed). Events: the `Renamed` system message,
+    /// then [`Committed::ConversationChanged`]. Returns the group as `by` sees it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], [`StoreError::NotMember`], [`StoreError::Invalid`] for a
+    /// direct chat or a name outside 1 to 64 characters.
+    pub async fn rename(
+        &self,
+        by: UserId,
+        conversation: ConversationId,
+        name: &str,
+    ) -> Result<ConversationInfo, StoreError> {
+        let name = name.to_owned();
+        self.call(|reply| Command::Rename {
+            by,
+            conversation,
+            name,
+            reply,
+        })
+        .await
+    }
+
+    /// Moves `user`'s read marker (which the unread count starts from) forward to `seq`,
+    /// clamped to the conversation's last seq; a lower `seq` changes nothing. Returns the
+    /// marker now.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], [`StoreError::NotMember`].
+    pub async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: Seq,
+    ) -> Result<Seq, StoreError> {
+        self.call(|reply| Command::MarkRead {
+            user,
+            conversation,
+            seq,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues a message. Resolves once it is queued (waiting only while the writer's queue is
+    /// full: the backpressure), not when it is committed: the outcome,
+    /// [`Committed::Message`], [`Committed::Duplicate`] or [`Committed::Rejected`], carrying
+    /// `req.origin`, comes through the sink after the commit.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Closed`] once the store is closing.
+    pub async fn append(&self, req: AppendRequest) -> Result<(), StoreError> {
+        self.queue(Command::Append { req, reply: None }).await
+    }
+
+    /// Like [`Store::append`], but resolves after the commit with the message and whether it
+    /// was a duplicate (the original then). The sink gets the event all the same.
+    ///
+    /// # Errors
+    ///
+    /// The rejection: [`StoreError::NotMember`], [`StoreError::NotFound`],
+    /// [`StoreError::Invalid`] for a system message, [`StoreError::Db`] if the batch failed.
+    pub async fn append_committed(
+        &self,
+        req: AppendRequest,
+    ) -> Result<(MessageView, bool), StoreError> {
+        self.call(|reply| Command::Append {
+            req,
+            reply: Some(reply),
+        })
+        .await
+    }
+
+    /// Queues an attach: the sink gets [`Committed::Attached`] with `user`'s conversations at
+    /// that point of the commit order, so a connection attaching while memberships change
+    /// neither misses a change nor applies one twice. Resolves when queued.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Closed`] once the store is closing.
+    pub async fn attach(&self, user: UserId, tag: u64) -> Result<(), StoreError> {
+        self.queue(Command::Attach { user, tag }).await
+    }
+
+    // ---- reads ----
+
+    /// A user and their password hash, by username in any letter case.
+    ///
+    /// # Errors
+    ///
+    /// Only [`StoreError::Db`].
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<UserAuth>, StoreError> {
+        let username = username.to_owned();
+        self.inner
+            .readers
+            .run(move |c| read::user_by_name(c, &username))
+            .await
+    }
+
+    /// A user by id.
+    ///
+    /// # Errors
+    ///
+    /// Only [`StoreError::Db`].
+    pub async fn user(&self, id: UserId) -> Result<Option<UserInfo>, StoreError> {
+        self.inner
+            .readers
+            .run(move |c| crate::queries::user(c, id))
+            .await
+    }
+
+    /// Users by username (any letter case), in the order asked.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound("user")` if any of them does not exist.
+    pub async fn users_by_names(&self, names: &[String]) -> Result<Vec<UserInfo>, StoreError> {
+        let names = names.to_vec();
+        self.inner
+            .readers
+            .run(move |c| read::users_by_names(c, &names))
+            .await
+    }
+
+    /// Up to `limit` users whose name starts with `prefix` (any letter case; `%` and `_` are
+    /// plain characters), by username.
+    ///
+    /// # Errors
+    ///
+    /// Only [`StoreError::Db`].
+    pub async fn search_users(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<UserInfo>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.inner
+            .readers
+            .run(move |c| read::search_users(c, &prefix, limit))
+            .await
+    }
+
+    /// `user`'s conversations, most recent activity first, each with its members, last
+    /// message and `unread`: messages after the user's read marker that others sent. A direct
+    /// chat is named after the other member.
+    ///
+    /// # Errors
+    ///
+    /// Only [`StoreError::Db`].
+    pub async fn conversations(&self, user: UserId) -> Result<Vec<ConversationInfo>, StoreError> {
+        self.inner
+            .readers
+            .run(move |c| read::conversations(c, user))
+            .await
+    }
+
+    /// One conversation as `user` sees it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] if it does not exist, [`StoreError::NotMember`].
+    pub async fn conversation(
+        &self,
+        user: UserId,
+        id: ConversationId,
+    ) -> Result<ConversationInfo, StoreError> {
+        self.inner
+            .readers
+            .run(move |c| read::conversation(c, user, id))
+            .await
+    }
+
+    /// Whether `user` is a member of `id` (an unknown conversation has no members).
+    ///
+    /// # Errors
+    ///
+    /// Only [`StoreError::Db`].
+    pub async fn is_member(&self, user: UserId, id: ConversationId) -> Result<bool, StoreError> {
+        self.inner
+            .readers
+            .run(move |c| read::is_member(c, user, id))
+            .await
+    }
+
+    /// Up to `limit` messages with seq after `after`, ascending.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], [`StoreError::NotMember`].
+    pub async fn messages_after(
+        &self,
+        user: UserId,
+        id: ConversationId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, StoreError> {
+        self.inner
+            .readers
+            .run(move |c| read::messages_after(c, user, id, after, limit))
+            .await
+    }
+
+    /// The page of up to `limit` messages just before `before` (`None`: the newest), in
+    /// ascending order, and whether older ones exist.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], [`StoreError::NotMember`].
+    pub async fn history(
+        &self,
+        user: UserId,
+        id: ConversationId,
+        before: Option<Seq>,
+        limit: usize,
+    ) -> Result<(Vec<MessageView>, bool), StoreError> {
+        self.inner
+            .readers
+            .run(move |c| read::history(c, user, id, before, limit))
+            .await
+    }
+
+    /// The conversation's last committed seq (0 if empty).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`].
+    pub async fn last_seq(&self, id: ConversationId) -> Result<Seq, StoreError> {
+        self.inner.readers.run(move |c| read::last_seq(c, id)).await
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

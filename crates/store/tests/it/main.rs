@@ -1,0 +1,9 @@
+//! The store against real database files: one binary, one module per area.
+
+mod conversations;
+mod durability;
+mod failures;
+mod messages;
+mod support;
+mod tokens;
+mod users;
