@@ -4,8 +4,10 @@
 // README writes a server: an http.Server, one WebSocketServer in noServer mode routed
 // from the 'upgrade' event, default options (no permessage-deflate).
 //
-//   /echo                    every text or binary message is sent back
-//   /ws?conversation_id=N    every text message goes to every *other* client of N
+//   /echo                           every text or binary message is sent back
+//   /broadcast?conversation_id=N    every text message goes to every *other* client of N
+//                                   (/ws?conversation_id=N, its name before chatgroup's
+//                                   chat socket took /ws, works too)
 //
 // Usage: node server.js 127.0.0.1:PORT
 
@@ -29,7 +31,7 @@ const wss = new WebSocketServer({ noServer: true });
 server.on('upgrade', (req, socket, head) => {
   const url = new URL(req.url, 'http://localhost');
   let room = null;
-  if (url.pathname === '/ws') {
+  if (url.pathname === '/broadcast' || url.pathname === '/ws') {
     room = url.searchParams.get('conversation_id');
     if (room === null || !/^\d+$/.test(room)) {
       socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

@@ -6,9 +6,10 @@
 //! `tokio::task::unconstrained`, default socket options (auto pong, auto close).
 //!
 //! - `/echo`: a `FragmentCollector` reads whole messages and writes each back.
-//! - `/ws?conversation_id=N`: the socket is split (`ws.split(tokio::io::split)`, as Deno
-//!   does); a writer task drains the client's unbounded queue, and every text message read
-//!   is handed to every *other* client of conversation N.
+//! - `/broadcast?conversation_id=N` (or `/ws?conversation_id=N`, its name before
+//!   chatgroup's chat socket took `/ws`): the socket is split (`ws.split(tokio::io::split)`,
+//!   as Deno does); a writer task drains the client's unbounded queue, and every text
+//!   message read is handed to every *other* client of conversation N.
 //!
 //! Usage: `fastws-peer 127.0.0.1:PORT`
 
@@ -82,7 +83,7 @@ async fn server_upgrade(
 ) -> Result<Response<Empty<Bytes>>, WebSocketError> {
     let room = match req.uri().path() {
         "/echo" => None,
-        "/ws" => match conversation_of(&req) {
+        "/broadcast" | "/ws" => match conversation_of(&req) {
             Some(room) => Some(room),
             None => return Ok(status(StatusCode::BAD_REQUEST)),
         },

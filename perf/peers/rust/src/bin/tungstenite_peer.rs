@@ -6,9 +6,10 @@
 //!
 //! - `/echo`: every text or binary message is sent back (the `echo-server` example:
 //!   `read.try_filter(..).forward(write)`, which flushes only when the reader runs dry).
-//! - `/ws?conversation_id=N`: every text message is broadcast to every *other* client of
-//!   conversation N (the `server` chat example: a shared map of per-client unbounded
-//!   senders, one writer per client that flushes when its queue is empty).
+//! - `/broadcast?conversation_id=N` (or `/ws?conversation_id=N`, its name before
+//!   chatgroup's chat socket took `/ws`): every text message is broadcast to every *other*
+//!   client of conversation N (the `server` chat example: a shared map of per-client
+//!   unbounded senders, one writer per client that flushes when its queue is empty).
 //!
 //! Usage: `tungstenite-peer 127.0.0.1:PORT`
 
@@ -62,7 +63,7 @@ async fn main() -> std::io::Result<()> {
 fn route_of(req: &Request) -> Option<Route> {
     match req.uri().path() {
         "/echo" => Some(Route::Echo),
-        "/ws" => {
+        "/broadcast" | "/ws" => {
             let query = req.uri().query().unwrap_or("");
             let id = query
                 .split('&')
