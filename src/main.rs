@@ -105,7 +105,9 @@ struct Args {
     #[arg(long, env = "CHATGROUP_ALLOWED_ORIGINS", default_value = "", value_parser = OriginPolicy::parse)]
     allowed_origins: OriginPolicy,
 
-    /// Also serve /echo, which echoes every message (for conformance suites and benchmarks).
+    /// Also serve the test sockets: /echo, which echoes every message, and
+    /// /broadcast?conversation_id=N, which relays text to the conversation's other members
+    /// (for conformance suites, tests and benchmarks).
     // SetTrue keeps `--echo` a bare flag; the boolish parser is what reads the environment
     // variable, so CHATGROUP_ECHO=1 / yes / on work as well as true (clap's default is
     // true/false only).

@@ -7,14 +7,14 @@ use std::time::Duration;
 use rfc6455::{CloseCode, CloseFrame, Event, Message};
 use tokio::net::TcpSocket;
 
-use crate::support::{test_config, Server, TestClient};
+use crate::support::{echo_test_config, Server, TestClient};
 
 const MESSAGES: usize = 600;
 const SIZE: usize = 8 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_reading_client_is_evicted_while_others_keep_receiving() {
-    let mut cfg = test_config();
+    let mut cfg = echo_test_config();
     cfg.outbox_depth = 64;
     cfg.max_frame_len = 64 * 1024;
     cfg.max_message_len = 64 * 1024;
@@ -28,15 +28,15 @@ async fn non_reading_client_is_evicted_while_others_keep_receiving() {
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(server.addr).await.unwrap();
     let crate::support::Connect::Open(mut slow) =
-        TestClient::handshake_on(stream, server.addr, "/ws?conversation_id=5", &[]).await
+        TestClient::handshake_on(stream, server.addr, "/broadcast?conversation_id=5", &[]).await
     else {
         panic!("slow client refused")
     };
-    let mut sender = TestClient::connect(server.addr, "/ws?conversation_id=5").await;
+    let mut sender = TestClient::connect(server.addr, "/broadcast?conversation_id=5").await;
     let mut fast = Vec::new();
     let progress: Arc<Vec<AtomicUsize>> = Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
     for n in 0..3 {
-        let mut c = TestClient::connect(server.addr, "/ws?conversation_id=5").await;
+        let mut c = TestClient::connect(server.addr, "/broadcast?conversation_id=5").await;
         let progress = progress.clone();
         // Each fast member reads on its own task, as a real client would.
         fast.push(tokio::spawn(async move {

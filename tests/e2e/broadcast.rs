@@ -1,5 +1,6 @@
-//! Conversation fan-out: every member gets every broadcast once, in order; senders do not
-//! get their own; other conversations get nothing.
+//! The test relay `/broadcast?conversation_id=N` (served with `--echo`): every member gets
+//! every broadcast once, in order; senders do not get their own; other conversations get
+//! nothing. Also what `/ws` no longer does: it relays nothing and reads no query.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use rfc6455::{CloseCode, Event, Message};
 use tokio_tungstenite::tungstenite;
 
-use crate::support::{test_config, Server, TestClient};
+use crate::support::{echo_test_config, http, test_config, Server, TestClient};
 
 const MEMBERS: usize = 24;
 const SENDERS: usize = 3;
@@ -15,17 +16,19 @@ const PER_SENDER: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_members_receive_every_broadcast_once_in_order() {
-    let server = Server::start(test_config()).await;
+    let server = Server::start(echo_test_config()).await;
     let mut members = Vec::new();
     for _ in 0..MEMBERS {
-        members.push(TestClient::connect(server.addr, "/ws?conversation_id=1").await);
+        members.push(TestClient::connect(server.addr, "/broadcast?conversation_id=1").await);
     }
-    let mut outsider = TestClient::connect(server.addr, "/ws?conversation_id=2").await;
+    let mut outsider = TestClient::connect(server.addr, "/broadcast?conversation_id=2").await;
     // A peer's view: a third-party client in the same conversation.
-    let (mut peer, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws?conversation_id=1", server.addr))
-            .await
-            .expect("tungstenite connects");
+    let (mut peer, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/broadcast?conversation_id=1",
+        server.addr
+    ))
+    .await
+    .expect("tungstenite connects");
     // Joins are processed by the hub in order before any later broadcast from these sockets,
     // but a broadcast from one socket can overtake another socket's join: settle first.
     crate::support::eventually("all members registered", || async {
@@ -120,7 +123,7 @@ async fn many_members_receive_every_broadcast_once_in_order() {
     // The peer's messages reach our members too. The listener speaks first: the peer
     // hearing it proves the hub has registered the listener (a socket's join is handled
     // before its own broadcasts), so nothing the peer sends afterwards can overtake the join.
-    let mut listener = TestClient::connect(server.addr, "/ws?conversation_id=1").await;
+    let mut listener = TestClient::connect(server.addr, "/broadcast?conversation_id=1").await;
     listener.send_text("listener here").await;
     loop {
         match tokio::time::timeout(Duration::from_secs(10), peer.next())
@@ -154,25 +157,86 @@ fn parse(text: &str) -> (usize, usize) {
 }
 
 #[tokio::test]
-async fn binary_in_chat_mode_is_refused_with_1003() {
+async fn binary_on_chat_and_broadcast_sockets_is_refused_with_1003() {
+    let server = Server::start(echo_test_config()).await;
+    for path in ["/ws", "/broadcast?conversation_id=9"] {
+        let mut a = TestClient::connect(server.addr, path).await;
+        a.send_frame(&rfc6455::Frame::binary(&b"\x00\x01"[..]))
+            .await;
+        a.expect_close(CloseCode::UNSUPPORTED_DATA).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn chat_socket_relays_nothing_and_ignores_the_query() {
+    let server = Server::start(echo_test_config()).await;
+    // The old way of joining a conversation: now an ordinary chat socket.
+    let mut a = TestClient::connect(server.addr, "/ws?conversation_id=3").await;
+    let mut b = TestClient::connect(server.addr, "/ws?conversation_id=3").await;
+    let mut listener = TestClient::connect(server.addr, "/broadcast?conversation_id=3").await;
+    // Both are registered once a heartbeat round-trips on each.
+    for c in [&mut a, &mut b, &mut listener] {
+        c.send_text("ping").await;
+        assert_eq!(c.expect_text().await, "pong");
+    }
+    a.send_text("hello?").await;
+    for c in [&mut b, &mut listener] {
+        assert!(
+            c.next_event_within(Duration::from_millis(150))
+                .await
+                .is_err(),
+            "chat sockets relay nothing"
+        );
+    }
+    a.send_text("ping").await;
+    assert_eq!(a.expect_text().await, "pong", "other text is ignored");
+    assert_eq!(server.metric("chatgroup_broadcasts_total").await, 0);
+    for c in [a, b, listener] {
+        c.close().await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn broadcast_endpoint_only_with_flag_and_a_conversation() {
+    let upgrade = |target: &str| {
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
     let server = Server::start(test_config()).await;
-    let mut a = TestClient::connect(server.addr, "/ws?conversation_id=9").await;
-    a.send_frame(&rfc6455::Frame::binary(&b"\x00\x01"[..]))
-        .await;
-    a.expect_close(CloseCode::UNSUPPORTED_DATA).await;
+    let resp = http(server.addr, &upgrade("/broadcast?conversation_id=1")).await;
+    assert_eq!(resp.status, 404, "no relay without --echo");
+    server.stop().await;
+
+    let server = Server::start(echo_test_config()).await;
+    for target in [
+        "/broadcast",
+        "/broadcast?conversation_id=x",
+        "/broadcast?conversation_id=-1",
+        "/broadcast?conversation_id=1&conversation_id=2",
+    ] {
+        let resp = http(server.addr, &upgrade(target)).await;
+        assert_eq!(resp.status, 400, "{target}");
+        assert!(resp.body.contains("conversation_id"), "{}", resp.body);
+    }
+    let resp = http(server.addr, "POST /broadcast HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(resp.status, 405);
+    let c = TestClient::connect(server.addr, "/broadcast?conversation_id=1").await;
+    c.close().await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn echo_endpoint_only_with_flag() {
     let server = Server::start(test_config()).await;
-    let resp = crate::support::http(server.addr, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let resp = http(server.addr, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n").await;
     assert_eq!(resp.status, 404);
     server.stop().await;
 
-    let mut cfg = test_config();
-    cfg.echo = true;
-    let server = Server::start(cfg).await;
+    let server = Server::start(echo_test_config()).await;
     let mut c = TestClient::connect(server.addr, "/echo").await;
     c.send_text("ping").await;
     assert_eq!(c.expect_text().await, "ping", "echo mode echoes verbatim");

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::support::{eventually, http, test_config, Server, TestClient, WAIT};
+use crate::support::{echo_test_config, eventually, http, Server, TestClient, WAIT};
 
 /// A small deterministic generator (64-bit LCG, high bits out).
 struct Lcg(u64);
@@ -37,7 +37,7 @@ impl Lcg {
     }
 }
 
-const UPGRADE: &str = "GET /ws?conversation_id=1 HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 /// A request head mangled one of several ways, or plain noise.
 fn garbage_request(rng: &mut Lcg) -> Vec<u8> {
@@ -103,7 +103,8 @@ async fn blast(addr: SocketAddr, bytes: Vec<u8>, fin: bool) -> Vec<u8> {
     }
 }
 
-/// After abuse: nothing leaked, health is fine, and two members can still chat.
+/// After abuse: nothing leaked, health is fine, and two members of a `/broadcast`
+/// conversation can still talk.
 async fn still_serving(server: &Server) {
     eventually("every garbage connection released", || async {
         server.metric("chatgroup_connections_open").await == 0
@@ -115,8 +116,8 @@ async fn still_serving(server: &Server) {
             .status,
         200
     );
-    let mut a = TestClient::connect(server.addr, "/ws?conversation_id=77").await;
-    let mut b = TestClient::connect(server.addr, "/ws?conversation_id=77").await;
+    let mut a = TestClient::connect(server.addr, "/broadcast?conversation_id=77").await;
+    let mut b = TestClient::connect(server.addr, "/broadcast?conversation_id=77").await;
     // b speaks first so a's receipt proves b's join; then the other way round.
     b.send_text("b here").await;
     assert_eq!(a.expect_text().await, "b here");
@@ -128,7 +129,7 @@ async fn still_serving(server: &Server) {
 
 #[tokio::test]
 async fn garbage_requests_get_an_answer_or_a_close_and_change_nothing() {
-    let mut cfg = test_config();
+    let mut cfg = echo_test_config();
     cfg.handshake_timeout = Duration::from_secs(1);
     let server = Server::start(cfg).await;
     let mut rng = Lcg(0x6a7b_a6e5);
@@ -194,12 +195,18 @@ fn garbage_frames(rng: &mut Lcg) -> Vec<u8> {
 
 #[tokio::test]
 async fn garbage_frames_end_in_a_valid_close_and_change_nothing() {
-    let server = Server::start(test_config()).await;
+    let server = Server::start(echo_test_config()).await;
     let mut rng = Lcg(0x00f4_a3e5);
     let mut clients = Vec::new();
-    for _ in 0..100 {
+    for i in 0..100 {
+        // Half on the chat socket, half on the relay, whose messages go through the hub.
+        let path = if i % 2 == 0 {
+            "/ws"
+        } else {
+            "/broadcast?conversation_id=1"
+        };
         clients.push((
-            TestClient::connect(server.addr, "/ws?conversation_id=1").await,
+            TestClient::connect(server.addr, path).await,
             garbage_frames(&mut rng),
         ));
     }

@@ -7,27 +7,31 @@ use rfc6455::{Event, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{test_config, Server, TestClient};
+use crate::support::{echo_test_config, test_config, Server, TestClient};
 
 #[tokio::test]
 async fn text_ping_gets_text_pong_and_protocol_ping_gets_pong() {
-    let server = Server::start(test_config()).await;
-    let mut c = TestClient::connect(server.addr, "/ws?conversation_id=3").await;
-    let mut other = TestClient::connect(server.addr, "/ws?conversation_id=3").await;
-    c.send_text("ping").await;
-    assert_eq!(c.expect_text().await, "pong");
-    c.send_frame(&Frame::ping(Bytes::from_static(b"abc"))).await;
-    assert_eq!(
-        c.next_event().await,
-        Some(Event::Pong(Bytes::from_static(b"abc")))
-    );
+    let server = Server::start(echo_test_config()).await;
+    let mut chat = TestClient::connect(server.addr, "/ws").await;
+    let mut member = TestClient::connect(server.addr, "/broadcast?conversation_id=3").await;
+    let mut other = TestClient::connect(server.addr, "/broadcast?conversation_id=3").await;
+    for c in [&mut chat, &mut member] {
+        c.send_text("ping").await;
+        assert_eq!(c.expect_text().await, "pong");
+        c.send_frame(&Frame::ping(Bytes::from_static(b"abc"))).await;
+        assert_eq!(
+            c.next_event().await,
+            Some(Event::Pong(Bytes::from_static(b"abc")))
+        );
+    }
     // Heartbeats are not broadcast.
     assert!(other
         .next_event_within(Duration::from_millis(100))
         .await
         .is_err());
-    c.close().await;
-    other.close().await;
+    for c in [chat, member, other] {
+        c.close().await;
+    }
     server.stop().await;
 }
 
@@ -60,7 +64,7 @@ async fn silent_client_is_terminated_by_the_sweep_while_live_ones_stay() {
     silent
         .write_all(
             format!(
-                "GET /ws?conversation_id=4 HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+                "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
                  Sec-WebSocket-Version: 13\r\n\r\n",
                 server.addr
@@ -70,7 +74,7 @@ async fn silent_client_is_terminated_by_the_sweep_while_live_ones_stay() {
         .await
         .unwrap();
     let started = Instant::now();
-    let mut live = TestClient::connect(server.addr, "/ws?conversation_id=4").await;
+    let mut live = TestClient::connect(server.addr, "/ws").await;
 
     // Keep the live client answering pings while the silent one is read (but never answers).
     let live_task = tokio::spawn(async move {

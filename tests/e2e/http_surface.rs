@@ -72,14 +72,21 @@ async fn routes_and_status_codes() {
     .await;
     assert_eq!(v8.status, 426);
     assert!(v8.head.contains("Sec-WebSocket-Version: 13"));
-    // A bad conversation id.
-    let bad_id = http(
+    // The chat socket reads no query: what used to pick a conversation is ignored.
+    let with_query = http(
         a,
         "GET /ws?conversation_id=x HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     .await;
-    assert_eq!(bad_id.status, 400);
+    assert_eq!(with_query.status, 101);
+    // The test sockets need --echo.
+    for path in ["/echo", "/broadcast"] {
+        let status = http(a, &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
+            .await
+            .status;
+        assert_eq!(status, 404, "{path}");
+    }
     server.stop().await;
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use crate::support::{test_config, Server, TestClient};
+use crate::support::{echo_test_config, Server, TestClient};
 
 fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
@@ -61,9 +61,9 @@ async fn require(program: &std::ffi::OsStr, args: &[&str], what: &str, hint: &st
 }
 
 async fn chat_with(program: &std::ffi::OsStr, script: &str, lib: &str, hint: &str) {
-    let server = Server::start(test_config()).await;
-    let url = format!("ws://{}/ws?conversation_id=77", server.addr);
-    let mut rust = TestClient::connect(server.addr, "/ws?conversation_id=77").await;
+    let server = Server::start(echo_test_config()).await;
+    let url = format!("ws://{}/broadcast?conversation_id=77", server.addr);
+    let mut rust = TestClient::connect(server.addr, "/broadcast?conversation_id=77").await;
     let dir = interop_dir();
     let mut child = tokio::process::Command::new(program)
         .arg(dir.join(script))

@@ -47,7 +47,7 @@ async fn oversize_frames_and_messages_close_with_1009() {
     cfg.max_message_len = 1536;
     let server = Server::start(cfg).await;
 
-    let mut c = TestClient::connect(server.addr, "/ws?conversation_id=1").await;
+    let mut c = TestClient::connect(server.addr, "/ws").await;
     c.send_text(&"a".repeat(1000)).await; // fits
     c.send_text("ping").await;
     assert_eq!(c.expect_text().await, "pong");
@@ -55,7 +55,7 @@ async fn oversize_frames_and_messages_close_with_1009() {
     c.expect_close(CloseCode::MESSAGE_TOO_BIG).await;
 
     // Each fragment fits the frame limit, the message does not.
-    let mut c = TestClient::connect(server.addr, "/ws?conversation_id=1").await;
+    let mut c = TestClient::connect(server.addr, "/ws").await;
     c.send_frame(&Frame::new(OpCode::Text, "a".repeat(1000)).with_fin(false))
         .await;
     c.send_frame(&Frame::new(OpCode::Continuation, "a".repeat(1000)))

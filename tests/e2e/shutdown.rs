@@ -49,13 +49,12 @@ async fn sigterm_closes_every_socket_with_1001_and_exits_zero() {
     assert_eq!(health.status, 200);
 
     let mut clients = Vec::new();
-    for i in 0..8 {
-        clients.push(TestClient::connect(addr, &format!("/ws?conversation_id={}", i % 2)).await);
+    for _ in 0..8 {
+        clients.push(TestClient::connect(addr, "/ws").await);
     }
-    let (mut peer, _) =
-        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?conversation_id=1"))
-            .await
-            .unwrap();
+    let (mut peer, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
     // Every socket is registered once a heartbeat round-trips on each.
     for c in &mut clients {
         c.send_text("ping").await;
@@ -112,7 +111,7 @@ async fn sigterm_closes_every_socket_with_1001_and_exits_zero() {
 async fn in_process_shutdown_sends_1001_and_stops_accepting() {
     let server = Server::start(test_config()).await;
     let addr = server.addr;
-    let mut a = TestClient::connect(addr, "/ws?conversation_id=1").await;
+    let mut a = TestClient::connect(addr, "/ws").await;
     let mut b = TestClient::connect(addr, "/ws").await;
     let stopping = tokio::spawn(server.stop());
     a.expect_close(CloseCode::GOING_AWAY).await;

@@ -30,6 +30,13 @@ pub(crate) fn test_config() -> Config {
     cfg
 }
 
+/// [`test_config`] with `--echo`: also serves the test sockets `/echo` and `/broadcast`.
+pub(crate) fn echo_test_config() -> Config {
+    let mut cfg = test_config();
+    cfg.echo = true;
+    cfg
+}
+
 /// A server running in this process.
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,

@@ -58,7 +58,8 @@ pub(crate) struct Cli {
 pub(crate) enum Scenario {
     /// C connections each keep W messages of S bytes in flight on /echo.
     Echo(EchoArgs),
-    /// N subscribers and one publisher in one conversation; verifies exactly-once, in order.
+    /// N subscribers and one publisher in one conversation (/broadcast?conversation_id=N;
+    /// chatgroup serves it with --echo); verifies exactly-once, in order.
     Fanout(FanoutArgs),
     /// K connections opened and held; reports server memory per connection.
     Idle(IdleArgs),
@@ -104,7 +105,7 @@ pub(crate) struct FanoutArgs {
     /// Publish at this fixed rate per second instead of as fast as the window allows.
     #[arg(long)]
     pub(crate) rate: Option<f64>,
-    /// The conversation to use.
+    /// The conversation to use (/broadcast?conversation_id=N).
     #[arg(long, default_value_t = 1)]
     pub(crate) conversation: u64,
     /// Seconds to wait after the window for the last deliveries.
@@ -127,8 +128,9 @@ pub(crate) struct IdleArgs {
     /// Seconds to hold every connection open before reading the server's memory.
     #[arg(long, default_value_t = 2.0)]
     pub(crate) hold: f64,
-    /// Spread the connections over this many conversations (/ws?conversation_id=i%rooms);
-    /// 0 connects them to /echo instead.
+    /// Spread the connections over this many conversations
+    /// (/broadcast?conversation_id=i%rooms; chatgroup serves it with --echo); 0 connects them
+    /// to /echo instead.
     #[arg(long, default_value_t = 100)]
     pub(crate) rooms: u64,
 }

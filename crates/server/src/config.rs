@@ -59,7 +59,9 @@ pub struct Config {
     pub hub_queue_depth: usize,
     /// Which browser origins may open a WebSocket.
     pub allowed_origins: OriginPolicy,
-    /// Serve `/echo`, which echoes every message back (for conformance suites and benchmarks).
+    /// Serve the test sockets: `/echo`, which echoes every message back, and
+    /// `/broadcast?conversation_id=N`, which relays text to the conversation's other members
+    /// (for conformance suites, tests and benchmarks).
     pub echo: bool,
 }
 

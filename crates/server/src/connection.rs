@@ -165,12 +165,19 @@ fn dispatch(head: &RequestHead<'_>, ctx: &ServerCtx) -> Action {
         )),
         Route::MethodNotAllowed(allow) => respond(Response::status(405).header("Allow", allow)),
         Route::NotFound => respond(Response::status(404)),
-        Route::ChatSocket => upgrade(head, ctx, false),
-        Route::EchoSocket => upgrade(head, ctx, true),
+        Route::ChatSocket => upgrade(head, ctx, Ok(Mode::Chat)),
+        Route::BroadcastSocket => {
+            let conversation = conversation_param(head.query())
+                .ok_or("broadcast needs one conversation_id, a non-negative integer");
+            upgrade(head, ctx, conversation.map(Mode::Broadcast))
+        }
+        Route::EchoSocket => upgrade(head, ctx, Ok(Mode::Echo)),
     }
 }
 
-fn upgrade(head: &RequestHead<'_>, ctx: &ServerCtx, echo: bool) -> Action {
+/// Upgrades to a WebSocket in `mode`, or refuses with 400 and the `Err` text once the
+/// request is a valid upgrade from an allowed origin.
+fn upgrade(head: &RequestHead<'_>, ctx: &ServerCtx, mode: Result<Mode, &'static str>) -> Action {
     let refuse = |status: u16, why: &'static str| {
         metrics::inc(&ctx.metrics.handshakes_rejected);
         Action::Respond {
@@ -186,13 +193,9 @@ fn upgrade(head: &RequestHead<'_>, ctx: &ServerCtx, echo: bool) -> Action {
     if !origin_allowed(&ctx.cfg.allowed_origins, req.origin, Some(req.host)) {
         return Action::Reject(HandshakeError::OriginNotAllowed);
     }
-    let mode = if echo {
-        Mode::Echo
-    } else {
-        match conversation_param(req.query) {
-            Ok(conversation) => Mode::Chat(conversation),
-            Err(()) => return refuse(400, "conversation_id must be a non-negative integer"),
-        }
+    let mode = match mode {
+        Ok(mode) => mode,
+        Err(why) => return refuse(400, why),
     };
     if ctx.shutdown.is_cancelled() {
         return refuse(503, "server shutting down");
@@ -227,7 +230,7 @@ async fn start_websocket(
     if ctx.hub.register(client, outbox.clone()).await.is_err() {
         return;
     }
-    if let Mode::Chat(Some(conversation)) = mode {
+    if let Mode::Broadcast(conversation) = mode {
         if ctx.hub.join(client, conversation).await.is_err() {
             return;
         }

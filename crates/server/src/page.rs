@@ -10,8 +10,10 @@ pub(crate) const INDEX_HTML: &str = r#"<!doctype html>
 </head>
 <body>
 <h1>chatgroup</h1>
-<p>A real-time chat server speaking RFC 6455 WebSocket. This page joins a conversation over
-<code>/ws?conversation_id=N</code>; every text you send reaches the other members.</p>
+<p>A real-time chat server speaking RFC 6455 WebSocket. Until the chat protocol lands, this
+page joins a conversation over the test relay <code>/broadcast?conversation_id=N</code>
+(served when the server runs with <code>--echo</code>); every text you send reaches the
+other members.</p>
 <form id="join">Conversation <input id="conv" value="1" size="6">
 <button>Join</button> <span id="status">disconnected</span></form>
 <ul id="log"></ul>
@@ -29,7 +31,7 @@ $("join").onsubmit = (e) => {
   e.preventDefault();
   if (ws) ws.close(1000);
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  ws = new WebSocket(`${scheme}://${location.host}/ws?conversation_id=${encodeURIComponent($("conv").value)}`);
+  ws = new WebSocket(`${scheme}://${location.host}/broadcast?conversation_id=${encodeURIComponent($("conv").value)}`);
   ws.onopen = () => { $("status").textContent = "connected"; };
   ws.onclose = (ev) => { $("status").textContent = `closed (${ev.code})`; };
   ws.onmessage = (ev) => log(ev.data);

@@ -1,4 +1,5 @@
-//! `fanout`: N subscribers and one publisher in one conversation.
+//! `fanout`: N subscribers and one publisher in one conversation, joined through
+//! `/broadcast?conversation_id=N` (chatgroup serves it with `--echo`; the peers always).
 //!
 //! The publisher numbers its messages; every subscriber must see 0, 1, 2, ... with no gap,
 //! repeat or reordering, and the publisher must see none of them. Before numbering starts
@@ -81,7 +82,7 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Re
         "warmup_s": common.warmup.as_secs_f64(), "duration_s": common.duration.as_secs_f64(),
     });
     let mut report = Report::new("fanout", &common.label, params);
-    let resource = format!("/ws?conversation_id={}", args.conversation);
+    let resource = format!("/broadcast?conversation_id={}", args.conversation);
     // Connection 0 is the publisher.
     let opened = open_many(
         &common.target,

@@ -43,7 +43,7 @@ pub(crate) async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Repo
             if rooms == 0 {
                 "/echo".to_owned()
             } else {
-                format!("/ws?conversation_id={}", i as u64 % rooms)
+                format!("/broadcast?conversation_id={}", i as u64 % rooms)
             }
         },
         &errors,

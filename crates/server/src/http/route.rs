@@ -13,6 +13,9 @@ pub(crate) enum Route {
     Metrics,
     /// `GET /ws`: the chat WebSocket.
     ChatSocket,
+    /// `GET /broadcast?conversation_id=N` (only with `--echo`): the raw relay that tests and
+    /// benchmarks use.
+    BroadcastSocket,
     /// `GET /echo` (only with `--echo`): the echo WebSocket.
     EchoSocket,
     /// A known path with a method it does not serve; carries the `Allow` value.
@@ -21,13 +24,14 @@ pub(crate) enum Route {
     NotFound,
 }
 
-/// Routes by method and path.
+/// Routes by method and path; `echo` adds the test and benchmark sockets.
 pub(crate) fn route(method: &str, path: &str, echo: bool) -> Route {
     let (route, allow) = match path {
         "/" | "/index.html" => (Route::Index, "GET, HEAD"),
         "/healthz" => (Route::Health, "GET, HEAD"),
         "/metrics" => (Route::Metrics, "GET, HEAD"),
         "/ws" => (Route::ChatSocket, "GET"),
+        "/broadcast" if echo => (Route::BroadcastSocket, "GET"),
         "/echo" if echo => (Route::EchoSocket, "GET"),
         _ => return Route::NotFound,
     };
@@ -39,9 +43,9 @@ pub(crate) fn route(method: &str, path: &str, echo: bool) -> Route {
     }
 }
 
-/// The `conversation_id` query parameter: `Ok(None)` when absent, `Err` when present but not
-/// a number (or repeated).
-pub(crate) fn conversation_param(query: Option<&str>) -> Result<Option<ConversationId>, ()> {
+/// The `conversation_id` query parameter of `/broadcast`: `None` when it is absent,
+/// repeated or not a non-negative integer.
+pub(crate) fn conversation_param(query: Option<&str>) -> Option<ConversationId> {
     let mut found = None;
     for pair in query.unwrap_or("").split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -49,12 +53,11 @@ pub(crate) fn conversation_param(query: Option<&str>) -> Result<Option<Conversat
             continue;
         }
         if found.is_some() {
-            return Err(());
+            return None;
         }
-        let id = value.parse::<u64>().map_err(|_| ())?;
-        found = Some(ConversationId(id));
+        found = Some(ConversationId(value.parse::<u64>().ok()?));
     }
-    Ok(found)
+    found
 }
 
 #[cfg(test)]
@@ -76,25 +79,34 @@ mod tests {
         );
         assert_eq!(route("GET", "/echo", false), Route::NotFound);
         assert_eq!(route("GET", "/echo", true), Route::EchoSocket);
+        assert_eq!(route("GET", "/broadcast", false), Route::NotFound);
+        assert_eq!(route("GET", "/broadcast", true), Route::BroadcastSocket);
+        assert_eq!(
+            route("POST", "/broadcast", true),
+            Route::MethodNotAllowed("GET")
+        );
         assert_eq!(route("GET", "/nope", true), Route::NotFound);
         assert_eq!(route("GET", "/ws/", false), Route::NotFound);
     }
 
     #[test]
     fn conversation_query() {
-        assert_eq!(conversation_param(None), Ok(None));
-        assert_eq!(conversation_param(Some("a=1")), Ok(None));
+        assert_eq!(conversation_param(None), None);
+        assert_eq!(conversation_param(Some("a=1")), None);
         assert_eq!(
             conversation_param(Some("conversation_id=42")),
-            Ok(Some(ConversationId(42)))
+            Some(ConversationId(42))
         );
         assert_eq!(
             conversation_param(Some("x&conversation_id=7&y=2")),
-            Ok(Some(ConversationId(7)))
+            Some(ConversationId(7))
         );
-        assert!(conversation_param(Some("conversation_id=")).is_err());
-        assert!(conversation_param(Some("conversation_id=abc")).is_err());
-        assert!(conversation_param(Some("conversation_id=-1")).is_err());
-        assert!(conversation_param(Some("conversation_id=1&conversation_id=2")).is_err());
+        assert_eq!(conversation_param(Some("conversation_id=")), None);
+        assert_eq!(conversation_param(Some("conversation_id=abc")), None);
+        assert_eq!(conversation_param(Some("conversation_id=-1")), None);
+        assert_eq!(
+            conversation_param(Some("conversation_id=1&conversation_id=2")),
+            None
+        );
     }
 }

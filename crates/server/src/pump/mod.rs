@@ -14,9 +14,13 @@ use crate::ids::ConversationId;
 /// What a connection does with the messages it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// `/ws`: text is broadcast to the other members of the conversation (if any).
-    Chat(Option<ConversationId>),
-    /// `/echo`: every message is sent back unchanged.
+    /// `/ws`: the chat socket. Until the chat session lands it only answers the text
+    /// heartbeat `ping` and ignores other text.
+    Chat,
+    /// `/broadcast?conversation_id=N` (only with `--echo`, for tests and benchmarks): text is
+    /// relayed unchanged to the other members of conversation N.
+    Broadcast(ConversationId),
+    /// `/echo` (only with `--echo`): every message is sent back unchanged.
     Echo,
 }
 
@@ -74,7 +78,7 @@ mod tests {
             streaming: false,
             outbox,
             client: crate::ids::ClientId(1),
-            mode: Mode::Chat(None),
+            mode: Mode::Chat,
             ctx: ctx.clone(),
         };
         let read = read.run();

@@ -224,8 +224,8 @@ impl ReadPump {
             return true;
         }
         if self.mode != Mode::Echo {
-            // Chat replies are pongs only: never wait for them (a client too far behind to
-            // take a pong is about to be evicted by the hub).
+            // Chat and broadcast replies are pongs only: never wait for them (a client too
+            // far behind to take a pong is about to be evicted by the hub).
             self.flush_now();
             return true;
         }
@@ -290,38 +290,49 @@ impl ReadPump {
                         self.replies.push_frame(&message.into_frame());
                         Step::Continue
                     }
-                    Mode::Chat(conversation) => self.chat(conversation, message),
+                    Mode::Chat => self.chat(message),
+                    Mode::Broadcast(conversation) => self.broadcast(conversation, message),
                 }
             }
         }
     }
 
-    fn chat(&mut self, conversation: Option<ConversationId>, message: Message) -> Step {
+    /// `/ws`. The chat session plugs in here; until then only the heartbeat is answered.
+    fn chat(&mut self, message: Message) -> Step {
         match message {
-            Message::Text(text) if text == "ping" => {
-                self.replies.push_encoded(&self.ctx.pong_text);
-                Step::Continue
-            }
-            Message::Text(text) => match conversation {
-                // Encoded once here, on this connection's thread; the hub only clones it.
-                Some(conversation) => {
-                    Step::Broadcast(conversation, wire::encode(&Frame::text(text)))
-                }
-                None => Step::Continue,
-            },
-            // The chat protocol is text-only until file transfer exists (STYLE §3.3: 1003).
-            Message::Binary(_) => {
-                self.flush_now();
-                self.outbox.close(
-                    wire::close(
-                        CloseCode::UNSUPPORTED_DATA,
-                        "binary messages are not supported",
-                    ),
-                    false,
-                );
-                Step::End(End::Refused)
-            }
+            Message::Text(text) if text == "ping" => self.pong(),
+            Message::Text(_) => Step::Continue,
+            Message::Binary(_) => self.refuse_binary(),
         }
+    }
+
+    /// `/broadcast`: every text but the heartbeat goes to the conversation's other members.
+    fn broadcast(&mut self, conversation: ConversationId, message: Message) -> Step {
+        match message {
+            Message::Text(text) if text == "ping" => self.pong(),
+            // Encoded once here, on this connection's thread; the hub only clones it.
+            Message::Text(text) => Step::Broadcast(conversation, wire::encode(&Frame::text(text))),
+            Message::Binary(_) => self.refuse_binary(),
+        }
+    }
+
+    /// The text `pong` answering a text `ping` (browsers cannot send protocol pings).
+    fn pong(&mut self) -> Step {
+        self.replies.push_encoded(&self.ctx.pong_text);
+        Step::Continue
+    }
+
+    /// The chat protocol is text-only until file transfer exists (STYLE §3.3: 1003).
+    fn refuse_binary(&mut self) -> Step {
+        self.flush_now();
+        self.outbox.close(
+            wire::close(
+                CloseCode::UNSUPPORTED_DATA,
+                "binary messages are not supported",
+            ),
+            false,
+        );
+        Step::End(End::Refused)
     }
 
     /// Sends a command to the hub; `false` if the hub is gone. Queuing is synchronous when
