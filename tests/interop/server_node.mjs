@@ -1,6 +1,6 @@
 // Interop: two Node `ws` clients chat through a chatgroup conversation.
 //
-// Usage: node server_node.mjs ws://127.0.0.1:PORT/ws?conversation_id=N
+// Usage: node server_node.mjs ws://127.0.0.1:PORT/broadcast?conversation_id=N
 // (run with NODE_PATH=tests/interop/node_modules or from this directory)
 //
 // Same script as server_python.py: a says "node: hello", b hears it; the Rust member answers

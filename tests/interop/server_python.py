@@ -1,6 +1,6 @@
 """Interop: two Python `websockets` clients chat through a chatgroup conversation.
 
-Usage: python3 server_python.py ws://127.0.0.1:PORT/ws?conversation_id=N
+Usage: python3 server_python.py ws://127.0.0.1:PORT/broadcast?conversation_id=N
 
 Protocol with the Rust test that runs this (it is a member of the same conversation):
   1. client a sends "python: hello"; client b must receive it (the sender must not).
