@@ -18,7 +18,7 @@
 //!
 //! **Writing at once.** The outbox also holds the connection's write half. While nothing is
 //! queued or being written (`outstanding == 0`), whoever holds the lock may write straight to
-//! the socket with a non-blocking `try_write` ([`Outbox::send`], `Outbox::send_replies`):
+//! the socket with a non-blocking `try_write` ([`Outbox::send`], `Outbox::send_batch`):
 //! the read pump answering a batch of echoes, the hub fanning out at a low rate. That saves
 //! the queue entry, the write pump's wake-up and its task poll. Order is kept because the
 //! check and the write happen under the lock and the write pump only writes frames it took
@@ -38,7 +38,6 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::metrics::{self, Metrics};
-use crate::pump::replies::Replies;
 
 /// At most this many slices per vectored write.
 pub(crate) const MAX_IOV: usize = 64;
@@ -203,41 +202,38 @@ impl Outbox {
         result
     }
 
-    /// Sends the read pump's batch of encoded replies: written at once with one vectored
-    /// write when nothing is queued, the unwritten rest queued frame by frame. `replies` is
-    /// left empty unless the result is [`Push::Overflow`] (nothing sent or queued: wait for
-    /// room and retry).
+    /// Sends a batch of encoded frames (the read pump's replies): written at once with one
+    /// vectored write when nothing is queued or being written; what the socket does not take
+    /// is queued frame by frame, in order.
     ///
-    /// With `force`, the batch is queued even past the hard bound (bounded by one batch of
-    /// replies): for the last replies before a Close.
-    pub(crate) fn send_replies(
+    /// `iov` spells the whole batch, `frames` frames. Only if the socket does not take all of
+    /// it, `unwritten(written, queue)` is called, under the lock, and must hand `queue` what
+    /// is left of every frame not written in full, in order, after the first `written` bytes.
+    /// On [`Push::Overflow`] nothing was sent or queued (wait for room and retry); on any
+    /// other result the caller is done with the batch.
+    ///
+    /// With `force`, the batch is queued even past the hard bound (bounded by one batch):
+    /// for the last replies before a Close.
+    pub(crate) fn send_batch(
         &self,
-        replies: &mut Replies,
+        iov: &[IoSlice<'_>],
+        frames: usize,
         force: bool,
         metrics: &Metrics,
+        unwritten: impl FnOnce(usize, &mut dyn FnMut(Bytes)),
     ) -> Push {
-        if replies.is_empty() {
-            return Push::Queued;
-        }
+        let len: usize = iov.iter().map(|s| s.len()).sum();
         let mut q = self.lock();
         if q.closing || self.killed.load(Ordering::Relaxed) {
-            replies.clear();
             return Push::Closed;
         }
-        let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let n = replies.io_slices(&mut iov);
-        let written = match self.write_now(&q, &iov[..n]) {
-            Some(n) => n,
-            None => {
-                drop(q);
-                replies.clear();
-                self.kill();
-                return Push::Closed;
-            }
+        let Some(written) = self.write_now(&q, iov) else {
+            drop(q);
+            self.kill();
+            return Push::Closed;
         };
-        if written == replies.len() {
-            count_direct(metrics, replies.frames(), written);
-            replies.clear();
+        if written == len {
+            count_direct(metrics, frames, written);
             return Push::Sent;
         }
         // Refuse only an untouched batch that would cross the hard bound while frames wait
@@ -245,21 +241,17 @@ impl Outbox {
         if written == 0
             && !force
             && q.outstanding > 0
-            && q.outstanding_bytes + replies.len() + replies.frames() * FRAME_OVERHEAD
-                > self.max_bytes
+            && q.outstanding_bytes + len + frames * FRAME_OVERHEAD > self.max_bytes
         {
             return Push::Overflow;
         }
-        let mut done = 0;
+        let mut queued = 0;
         let mut result = Push::Queued;
-        replies.drain_unwritten(written, |frame, complete| {
-            if complete {
-                done += 1;
-            } else {
-                result = self.enqueue_unbounded(&mut q, frame);
-            }
+        unwritten(written, &mut |rest| {
+            queued += 1;
+            result = self.enqueue_unbounded(&mut q, rest);
         });
-        count_direct(metrics, done, written);
+        count_direct(metrics, frames - queued, written);
         self.wake_writer(q);
         result
     }
@@ -680,57 +672,60 @@ mod tests {
         assert_eq!(ob.send(b("late"), &m), Push::Closed);
     }
 
+    /// Sends `frames` as one batch, one slice per frame, as the read pump sends its replies.
+    fn send_frames(ob: &Outbox, frames: &[Bytes], m: &Metrics) -> Push {
+        let iov: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+        ob.send_batch(&iov, frames.len(), false, m, |written, queue| {
+            let mut pos = 0;
+            for frame in frames {
+                if pos + frame.len() > written {
+                    queue(frame.slice(written.saturating_sub(pos)..));
+                }
+                pos += frame.len();
+            }
+        })
+    }
+
     #[tokio::test]
-    async fn replies_go_out_in_one_write_or_queue_in_order() {
-        use crate::pump::replies::Replies;
+    async fn a_batch_goes_out_in_one_write_or_queues_in_order() {
         use rfc6455::Frame;
         let (ob, mut client) = pair(100, 1 << 20).await;
         let m = Metrics::default();
-        let mut replies = Replies::default();
-        replies.push_frame(&Frame::text("a"));
-        replies.push_frame(&Frame::binary(vec![1u8; 3000]));
-        let wire = [
+        let frames = [
             Frame::text("a").to_bytes(),
             Frame::binary(vec![1u8; 3000]).to_bytes(),
-        ]
-        .concat();
-        assert_eq!(ob.send_replies(&mut replies, false, &m), Push::Sent);
-        assert!(replies.is_empty() && ob.is_empty());
+        ];
+        assert_eq!(send_frames(&ob, &frames, &m), Push::Sent);
+        assert!(ob.is_empty());
+        let wire = frames.concat();
         assert_eq!(read_exact(&mut client, wire.len()).await, wire);
-        // Behind a queued frame, replies are queued one entry per frame, after it.
+        // Behind a queued frame, a batch is queued one entry per frame, after it.
         ob.push(b("q"));
-        replies.push_frame(&Frame::text("b"));
-        replies.push_frame(&Frame::text("c"));
-        assert_eq!(ob.send_replies(&mut replies, false, &m), Push::Queued);
+        let frames = [Frame::text("b").to_bytes(), Frame::text("c").to_bytes()];
+        assert_eq!(send_frames(&ob, &frames, &m), Push::Queued);
         let mut batch = VecDeque::new();
         ob.take(&mut batch, false);
         assert_eq!(
             batch,
-            VecDeque::from(vec![
-                b("q"),
-                Frame::text("b").to_bytes(),
-                Frame::text("c").to_bytes()
-            ])
+            VecDeque::from(vec![b("q"), frames[0].clone(), frames[1].clone()])
         );
         assert_eq!(m.frames_out.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]
     async fn a_full_socket_leaves_the_rest_queued_in_order() {
-        use crate::pump::replies::Replies;
         use rfc6455::Frame;
         // The client never reads: the socket takes part of a large batch, then nothing.
         let (ob, mut client) = pair(1 << 20, 1 << 30).await;
         let m = Metrics::default();
-        let payload = vec![5u8; 64 * 1024];
+        let frame = Frame::binary(vec![5u8; 64 * 1024]).to_bytes();
         let mut sent = Vec::new();
         loop {
-            let mut replies = Replies::default();
-            for _ in 0..8 {
-                replies.push_frame(&Frame::binary(payload.clone()));
-                sent.extend_from_slice(&Frame::binary(payload.clone()).to_bytes());
+            let frames = vec![frame.clone(); 8];
+            for f in &frames {
+                sent.extend_from_slice(f);
             }
-            if ob.send_replies(&mut replies, false, &m) != Push::Sent {
+            if send_frames(&ob, &frames, &m) != Push::Sent {
                 break;
             }
             assert!(sent.len() < 1 << 30, "the socket never filled");

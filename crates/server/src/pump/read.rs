@@ -6,12 +6,12 @@
 //!
 //! Replies to one read (echoes, pongs) are encoded together into [`Replies`] and sent when
 //! the read is decoded, written at once by this task when nothing else is queued (see
-//! [`Outbox::send_replies`]); the write pump only takes what the socket does not.
+//! [`Outbox::send_batch`]); the write pump only takes what the socket does not.
 //!
 //! A read that does not fill the buffer has drained the socket, so the pump then waits for
 //! readiness instead of issuing a second read that would only return `EAGAIN`.
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, IoSlice};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -27,7 +27,7 @@ use crate::context::ServerCtx;
 use crate::hub::Command;
 use crate::ids::{ClientId, ConversationId};
 use crate::metrics;
-use crate::outbox::{Outbox, Push};
+use crate::outbox::{Outbox, Push, MAX_IOV};
 use crate::wire;
 
 /// Smallest read; also the size of a fresh buffer.
@@ -230,10 +230,7 @@ impl ReadPump {
             return true;
         }
         loop {
-            match self
-                .outbox
-                .send_replies(&mut self.replies, false, &self.ctx.metrics)
-            {
+            match self.send_replies(false) {
                 Push::Sent | Push::Queued => return true,
                 Push::Closed => return false,
                 Push::Backlogged { .. } => return Box::pin(self.until_caught_up()).await,
@@ -249,9 +246,30 @@ impl ReadPump {
     /// Sends or queues the pending replies without waiting (before a Close, which must come
     /// after them).
     fn flush_now(&mut self) {
-        let _ = self
-            .outbox
-            .send_replies(&mut self.replies, true, &self.ctx.metrics);
+        let _ = self.send_replies(true);
+    }
+
+    /// Hands the pending replies to the outbox in one batch (see [`Outbox::send_batch`]);
+    /// they stay pending only on [`Push::Overflow`]. A plain `fn`, so the slice array lives
+    /// on the stack of this call and never in the pump's future.
+    fn send_replies(&mut self, force: bool) -> Push {
+        if self.replies.is_empty() {
+            return Push::Queued;
+        }
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let n = self.replies.io_slices(&mut iov);
+        let replies = &self.replies;
+        let pushed = self.outbox.send_batch(
+            &iov[..n],
+            replies.frames(),
+            force,
+            &self.ctx.metrics,
+            |written, queue| replies.unwritten(written, queue),
+        );
+        if pushed != Push::Overflow {
+            self.replies.clear();
+        }
+        pushed
     }
 
     fn protocol_error(&mut self, err: &ProtocolError) -> End {
