@@ -18,18 +18,25 @@
 //!
 //! **Writing at once.** The outbox also holds the connection's write half. While nothing is
 //! queued or being written (`outstanding == 0`), whoever holds the lock may write straight to
-//! the socket with a non-blocking `try_write` ([`Outbox::send`], `Outbox::send_batch`):
-//! the read pump answering a batch of echoes, the hub fanning out at a low rate. That saves
-//! the queue entry, the write pump's wake-up and its task poll. Order is kept because the
-//! check and the write happen under the lock and the write pump only writes frames it took
-//! (which keeps `outstanding` above zero until they are written). Whatever the socket does
-//! not take at once is queued, in order, for the write pump, exactly as a plain push.
+//! the socket with a non-blocking `try_write`: the read pump answering a batch of echoes
+//! (`Outbox::send_batch`), the hub fanning out at a low rate. That saves the queue entry,
+//! the write pump's wake-up and its task poll. Order is kept because the check and the write
+//! happen under the lock and the write pump only writes frames it took (which keeps
+//! `outstanding` above zero until they are written). Whatever the socket does not take at
+//! once is queued, in order, for the write pump, exactly as a plain push.
+//!
+//! **One delivery policy for the hub.** Everything the hub sends (broadcasts, pings, and
+//! every chat event it will send) goes through [`Outbox::deliver`]. The outbox picks the I/O
+//! strategy from the hub's [`Pace`] hint (a direct write when the hub is idle, a queue push
+//! when more work waits behind the frame) and applies the slow-consumer rules the same way
+//! for every frame; the hub only acts on the returned [`Delivery`]: nothing, watch the
+//! client, or evict it now.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use std::io::{ErrorKind, IoSlice};
@@ -46,10 +53,47 @@ pub(crate) const MAX_IOV: usize = 64;
 /// allocation's header), so the byte bound also bounds a flood of tiny frames.
 pub const FRAME_OVERHEAD: usize = 64;
 
-/// The outcome of [`Outbox::push`].
+/// A hint for [`Outbox::deliver`]: how busy the sender is. The outbox turns it into an I/O
+/// strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Push {
-    /// The frame was written to the socket at once (see [`Outbox::send`]).
+pub enum Pace {
+    /// Nothing else waits behind this frame (a low rate): write it straight to an idle
+    /// socket, one syscall instead of a write pump's wake-up, poll and syscall.
+    Idle,
+    /// More work is queued behind this frame (under load): queue it, so each write pump
+    /// coalesces several frames into one write (a syscall per frame would halve the
+    /// fan-out throughput).
+    Busy,
+}
+
+/// What the hub must do about a client after [`Outbox::deliver`] or [`Outbox::recheck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The frame was written or queued and the client keeps up: nothing to do.
+    Done,
+    /// The frame was queued, but the queue is past its soft limit and the grace period is
+    /// running: watch the client and [`Outbox::recheck`] it later.
+    Watch,
+    /// Evict the client now (close 1008): its queue stayed past the soft limit for the whole
+    /// grace period, or the frame would have crossed the hard bound (the client would have
+    /// missed it silently). The frame is not delivered.
+    Evict,
+    /// The connection is closing; the frame was dropped.
+    Closed,
+}
+
+impl Delivery {
+    /// Whether the frame reached the socket or the queue for good (counted as delivered).
+    #[must_use]
+    pub fn delivered(self) -> bool {
+        matches!(self, Self::Done | Self::Watch)
+    }
+}
+
+/// The outcome of a write or queue attempt, before the slow-consumer rules apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// The frame was written to the socket at once.
     Sent,
     /// The frame was queued.
     Queued,
@@ -156,9 +200,53 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues an encoded data or control frame without waiting. Never blocks the caller (the
-    /// hub fans out with this).
-    pub fn push(&self, frame: Bytes) -> Push {
+    /// Delivers one encoded frame for the hub, the one policy for everything it sends. Never
+    /// blocks.
+    ///
+    /// With [`Pace::Idle`] the frame is written to the socket at once when nothing is queued
+    /// or being written and the socket takes it (only what it does not take is queued);
+    /// with [`Pace::Busy`] it is queued for the write pump. A queue past its soft limit for
+    /// longer than `grace`, or a frame that would cross the hard bound, asks for eviction;
+    /// a queue past its soft limit within `grace`, for watching. Direct writes and frames
+    /// refused at the hard bound are counted in `metrics`.
+    pub fn deliver(
+        &self,
+        frame: Bytes,
+        pace: Pace,
+        grace: Duration,
+        metrics: &Metrics,
+    ) -> Delivery {
+        let pushed = match pace {
+            Pace::Idle => self.send(frame, metrics),
+            Pace::Busy => self.push(frame),
+        };
+        match pushed {
+            Push::Sent | Push::Queued => Delivery::Done,
+            Push::Backlogged { since } => behind_since(since, grace),
+            Push::Overflow => {
+                metrics::inc(&metrics.queue_full_drops);
+                Delivery::Evict
+            }
+            Push::Closed => Delivery::Closed,
+        }
+    }
+
+    /// For a client being watched: [`Delivery::Done`] once its queue is back under the soft
+    /// limit, [`Delivery::Evict`] once it has been past it for `grace`, else
+    /// [`Delivery::Watch`]; [`Delivery::Closed`] when the connection is closing.
+    pub fn recheck(&self, grace: Duration) -> Delivery {
+        let q = self.lock();
+        if q.closing || self.is_killed() {
+            return Delivery::Closed;
+        }
+        match q.backlog_since {
+            None => Delivery::Done,
+            Some(since) => behind_since(since, grace),
+        }
+    }
+
+    /// Queues an encoded data or control frame without waiting.
+    fn push(&self, frame: Bytes) -> Push {
         let mut q = self.lock();
         if q.closing || self.killed.load(Ordering::Relaxed) {
             return Push::Closed;
@@ -168,11 +256,11 @@ impl Outbox {
         result
     }
 
-    /// Like [`Outbox::push`], but writes the frame to the socket at once when nothing is
-    /// queued or being written and the socket takes it; only what it does not take is
-    /// queued. Costs a syscall under this outbox's lock instead of a wake-up of the write
-    /// pump. Direct writes are counted in `metrics`.
-    pub fn send(&self, frame: Bytes, metrics: &Metrics) -> Push {
+    /// Like `push`, but writes the frame to the socket at once when nothing is queued or
+    /// being written and the socket takes it; only what it does not take is queued. Costs a
+    /// syscall under this outbox's lock instead of a wake-up of the write pump. Direct writes
+    /// are counted in `metrics`.
+    fn send(&self, frame: Bytes, metrics: &Metrics) -> Push {
         let mut q = self.lock();
         if q.closing || self.killed.load(Ordering::Relaxed) {
             return Push::Closed;
@@ -476,6 +564,15 @@ impl Outbox {
     }
 }
 
+/// The verdict on a queue past its soft limit since `since`.
+fn behind_since(since: Instant, grace: Duration) -> Delivery {
+    if since.elapsed() >= grace {
+        Delivery::Evict
+    } else {
+        Delivery::Watch
+    }
+}
+
 fn count_direct(m: &Metrics, frames: usize, bytes: usize) {
     if frames > 0 {
         metrics::add(&m.frames_out, frames as u64);
@@ -743,5 +840,62 @@ mod tests {
         );
         // And the socket holds exactly the written prefix.
         assert_eq!(read_exact(&mut client, written).await, sent[..written]);
+    }
+
+    const LONG: Duration = Duration::from_secs(3600);
+
+    #[tokio::test]
+    async fn deliver_writes_at_once_when_idle_and_queues_when_busy() {
+        let (ob, mut client) = pair(10, 1000).await;
+        let m = Metrics::default();
+        assert_eq!(ob.deliver(b("one"), Pace::Idle, LONG, &m), Delivery::Done);
+        assert!(ob.is_empty(), "written, not queued");
+        assert_eq!(read_exact(&mut client, 3).await, b"one");
+        assert_eq!(ob.deliver(b("two"), Pace::Busy, LONG, &m), Delivery::Done);
+        assert_eq!(ob.len(), 1, "queued for the write pump");
+        // Even when the hub is idle, a frame never overtakes a queued one.
+        assert_eq!(ob.deliver(b("three"), Pace::Idle, LONG, &m), Delivery::Done);
+        let mut batch = VecDeque::new();
+        ob.take(&mut batch, false);
+        assert_eq!(batch, VecDeque::from(vec![b("two"), b("three")]));
+        assert_eq!(
+            m.frames_out.load(Ordering::Relaxed),
+            1,
+            "direct writes counted"
+        );
+    }
+
+    #[test]
+    fn every_frame_meets_the_same_slow_consumer_rules() {
+        // Whatever the frame (a broadcast, a ping, a chat event) and the pace, a queue past
+        // its soft limit is watched, then evicted after the grace period, and one at its
+        // hard bound is evicted at once.
+        let ping = rfc6455::Frame::ping(Bytes::new()).to_bytes();
+        let data = rfc6455::Frame::text("x").to_bytes();
+        for (frame, pace) in [
+            (&ping, Pace::Busy),
+            (&ping, Pace::Idle),
+            (&data, Pace::Busy),
+            (&data, Pace::Idle),
+        ] {
+            let m = Metrics::default();
+            let ob = Outbox::new(1, 3 * (FRAME_OVERHEAD + frame.len()));
+            let deliver = |grace| ob.deliver(frame.clone(), pace, grace, &m);
+            assert_eq!(deliver(LONG), Delivery::Done);
+            assert_eq!(deliver(LONG), Delivery::Watch, "past the soft limit");
+            assert_eq!(ob.recheck(LONG), Delivery::Watch);
+            assert_eq!(deliver(Duration::ZERO), Delivery::Evict, "grace over");
+            assert_eq!(ob.recheck(Duration::ZERO), Delivery::Evict);
+            assert_eq!(deliver(LONG), Delivery::Evict, "the hard bound");
+            assert!(!Delivery::Evict.delivered());
+            assert_eq!(m.queue_full_drops.load(Ordering::Relaxed), 1);
+            let mut batch = VecDeque::new();
+            ob.take(&mut batch, false);
+            ob.written(batch.len(), batch.iter().map(Bytes::len).sum());
+            assert_eq!(ob.recheck(Duration::ZERO), Delivery::Done, "caught up");
+            ob.close(b("CLOSE"), false);
+            assert_eq!(deliver(LONG), Delivery::Closed);
+            assert_eq!(ob.recheck(LONG), Delivery::Closed);
+        }
     }
 }

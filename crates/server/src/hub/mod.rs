@@ -1,18 +1,20 @@
 //! The hub: one task that owns conversation membership and every connection's outbox.
 //!
 //! ```text
-//! read pump ──HubHandle (bounded mpsc, awaited)──▶ Hub ──Outbox::push (never waits)──▶ write pumps
+//! read pump ──HubHandle (bounded mpsc, awaited)──▶ Hub ──Outbox::deliver (never waits)──▶ socket / write pump
 //! ```
 //!
 //! - **Only writer.** Membership lives in [`routes::Routes`], owned by the hub task; nobody else
 //!   holds a lock on it.
-//! - **The hub never awaits a client.** Fan-out pushes one shared `Bytes` into each recipient's
-//!   bounded [`Outbox`] (or, when the hub has nothing else to do and the recipient nothing
-//!   queued, writes it to the socket at once with a non-blocking write). An outbox past its soft limit starts the slow-consumer grace period; a
-//!   client still past it when the grace period ends is evicted with close 1008, and one whose
-//!   outbox would cross the hard byte bound is evicted at once (it would otherwise miss a
-//!   frame). So one slow socket can neither stall a conversation nor grow memory, and nobody
-//!   silently misses a message.
+//! - **The hub never awaits a client.** Every frame it sends (a broadcast's one shared
+//!   `Bytes`, a ping, any chat event) goes through [`Outbox::deliver`], one policy for all of
+//!   them. The hub only hints whether more work waits behind the frame ([`Pace`]); the outbox
+//!   decides between a non-blocking write to an idle socket and a push into its bounded
+//!   queue, and says what the hub must do ([`Delivery`]): an outbox past its soft limit
+//!   starts the slow-consumer grace period and is watched; a client still past it when the
+//!   grace period ends is evicted with close 1008, and one whose outbox would cross the hard
+//!   byte bound is evicted at once (it would otherwise miss a frame). So one slow socket can
+//!   neither stall a conversation nor grow memory, and nobody silently misses a message.
 //! - **Backpressure flows toward the socket.** Read pumps *await* the bounded command queue:
 //!   when the hub is busy, they stop reading, the kernel buffer fills and TCP slows the sender.
 //! - **Sweep and pings run here** because the hub already owns the client → outbox registry:
@@ -27,7 +29,7 @@ pub mod routes;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rfc6455::CloseCode;
@@ -37,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ids::{ClientId, ConversationId};
 use crate::metrics::{self, Metrics};
-use crate::outbox::{Outbox, Push};
+use crate::outbox::{Delivery, Outbox, Pace};
 use crate::wire;
 use routes::Routes;
 
@@ -195,7 +197,8 @@ pub struct Hub {
     cfg: HubConfig,
     routes: Routes,
     outboxes: HashMap<ClientId, Arc<Outbox>>,
-    /// Clients whose outbox was past its soft limit at a push; checked on the slow-consumer tick.
+    /// Clients whose outbox was past its soft limit at a delivery; rechecked on the
+    /// slow-consumer tick.
     suspects: HashSet<ClientId>,
     metrics: Arc<Metrics>,
     ping_frame: Bytes,
@@ -309,16 +312,23 @@ impl Hub {
         self.suspects.remove(&client);
     }
 
+    /// The hint for [`Outbox::deliver`]: with no other command waiting (a low rate), frames
+    /// may go straight to idle sockets; under load they are queued, so each write pump
+    /// coalesces several of them into one write.
+    fn pace(&self) -> Pace {
+        if self.rx.is_empty() {
+            Pace::Idle
+        } else {
+            Pace::Busy
+        }
+    }
+
     fn broadcast(&mut self, conversation: ConversationId, from: Option<ClientId>, frame: &Bytes) {
         metrics::inc(&self.metrics.broadcasts);
-        let now = Instant::now();
+        let pace = self.pace();
+        let grace = self.cfg.slow_consumer_grace;
         let mut delivered = 0;
         let mut evict = Vec::new();
-        // With no other command waiting (a low rate), write straight to each idle socket: one
-        // syscall per recipient instead of a write pump's wake-up, poll and syscall. Under
-        // load, queue, so each write pump coalesces several broadcasts into one write (writing
-        // every frame at once then costs a syscall per frame and halves the throughput).
-        let direct = self.rx.is_empty();
         for member in self.routes.members(conversation) {
             if Some(member) == from {
                 continue;
@@ -326,27 +336,9 @@ impl Hub {
             let Some(outbox) = self.outboxes.get(&member) else {
                 continue;
             };
-            let pushed = if direct {
-                outbox.send(frame.clone(), &self.metrics)
-            } else {
-                outbox.push(frame.clone())
-            };
-            match pushed {
-                Push::Sent | Push::Queued => delivered += 1,
-                Push::Backlogged { since } => {
-                    delivered += 1;
-                    if now.duration_since(since) >= self.cfg.slow_consumer_grace {
-                        evict.push(member);
-                    } else {
-                        self.suspects.insert(member);
-                    }
-                }
-                Push::Overflow => {
-                    metrics::inc(&self.metrics.queue_full_drops);
-                    evict.push(member);
-                }
-                Push::Closed => {}
-            }
+            let delivery = outbox.deliver(frame.clone(), pace, grace, &self.metrics);
+            delivered += u64::from(delivery.delivered());
+            settle(&mut self.suspects, &mut evict, member, delivery);
         }
         metrics::add(&self.metrics.broadcast_deliveries, delivered);
         for client in evict {
@@ -355,15 +347,12 @@ impl Hub {
     }
 
     fn ping_all(&mut self) {
+        let pace = self.pace();
+        let grace = self.cfg.slow_consumer_grace;
         let mut evict = Vec::new();
         for (client, outbox) in &self.outboxes {
-            match outbox.push(self.ping_frame.clone()) {
-                Push::Backlogged { .. } => {
-                    self.suspects.insert(*client);
-                }
-                Push::Overflow => evict.push(*client),
-                Push::Sent | Push::Queued | Push::Closed => {}
-            }
+            let delivery = outbox.deliver(self.ping_frame.clone(), pace, grace, &self.metrics);
+            settle(&mut self.suspects, &mut evict, *client, delivery);
         }
         for client in evict {
             self.evict(client);
@@ -390,19 +379,19 @@ impl Hub {
     }
 
     fn check_suspects(&mut self) {
-        let now = Instant::now();
+        let grace = self.cfg.slow_consumer_grace;
         let mut evict = Vec::new();
         self.suspects.retain(|client| {
             let Some(outbox) = self.outboxes.get(client) else {
                 return false;
             };
-            match outbox.backlog_since() {
-                None => false,
-                Some(since) if now.duration_since(since) >= self.cfg.slow_consumer_grace => {
+            match outbox.recheck(grace) {
+                Delivery::Watch => true,
+                Delivery::Evict => {
                     evict.push(*client);
                     false
                 }
-                Some(_) => true,
+                Delivery::Done | Delivery::Closed => false,
             }
         });
         for client in evict {
@@ -417,6 +406,24 @@ impl Hub {
             tracing::debug!(%client, code = 1008, "evicted slow consumer");
         }
         self.forget(client);
+    }
+}
+
+/// The hub's side of the delivery policy, the same for every frame: a client that is behind
+/// is watched; one that must go is collected, to be evicted once the loop that borrows the
+/// registry is over.
+fn settle(
+    suspects: &mut HashSet<ClientId>,
+    evict: &mut Vec<ClientId>,
+    client: ClientId,
+    delivery: Delivery,
+) {
+    match delivery {
+        Delivery::Done | Delivery::Closed => {}
+        Delivery::Watch => {
+            suspects.insert(client);
+        }
+        Delivery::Evict => evict.push(client),
     }
 }
 
@@ -522,6 +529,70 @@ mod tests {
         let got = drain(&fast);
         assert_eq!(got.len(), 6, "the fast member got everything");
         assert_eq!(got[5], Bytes::from_static(b"x"));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_handled_the_same_for_a_ping_and_a_broadcast() {
+        use crate::outbox::FRAME_OVERHEAD;
+        let metrics = Arc::new(Metrics::default());
+        let config = HubConfig {
+            ping_interval: Duration::from_millis(100),
+            ..cfg()
+        };
+        let grace = config.slow_consumer_grace;
+        let (hub, handle) = Hub::new(config, metrics.clone(), CancellationToken::new());
+        let task = tokio::spawn(hub.run());
+        let conv = ConversationId(1);
+        let frame = Bytes::from_static(b"\x81\x01x");
+        let filled = |soft, max| {
+            let ob = Arc::new(Outbox::new(soft, max));
+            for _ in 0..2 {
+                let _ = ob.deliver(frame.clone(), Pace::Busy, grace, &Metrics::default());
+            }
+            ob
+        };
+        // At the hard bound: the next frame, a broadcast or a ping, cannot be queued.
+        let full = || filled(64, 2 * (FRAME_OVERHEAD + frame.len()));
+        // Past the soft limit from now on: the grace period is over by the next frame.
+        let behind = || filled(1, 1 << 16);
+        // Members 1 and 2 only hear the broadcast; 3 and 4 only the pings.
+        let boxes = [full(), behind(), full(), behind()];
+        for (i, ob) in boxes.iter().enumerate() {
+            let client = ClientId(i as u64 + 1);
+            handle.register(client, ob.clone()).await.unwrap();
+            if i < 2 {
+                handle.join(client, conv).await.unwrap();
+            }
+        }
+        tokio::time::sleep(grace + Duration::from_millis(10)).await;
+        handle.broadcast(conv, None, frame.clone()).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !boxes.iter().all(|ob| ob.is_closing()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "every slow client evicted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for ob in &boxes {
+            let got = drain(ob);
+            assert_eq!(
+                got.len(),
+                1,
+                "queued frames dropped, only the close remains"
+            );
+            assert_eq!(&got[0][2..4], &1008u16.to_be_bytes());
+        }
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(count(&metrics.queue_full_disconnects), 4);
+        assert_eq!(
+            count(&metrics.queue_full_drops),
+            2,
+            "a frame refused at the hard bound counts as a drop, ping or broadcast"
+        );
+        assert_eq!(count(&metrics.broadcast_deliveries), 0);
+        drop(handle);
+        task.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
