@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chatgroup_server::config::{format_duration, parse_duration};
+use chatgroup_server::config::{format_duration, parse_duration, Durability, Secret};
 use chatgroup_server::{Config, OriginPolicy};
 use clap::Parser;
 use tokio::net::TcpSocket;
@@ -105,6 +105,50 @@ struct Args {
     #[arg(long, env = "CHATGROUP_ALLOWED_ORIGINS", default_value = "", value_parser = OriginPolicy::parse)]
     allowed_origins: OriginPolicy,
 
+    /// full: an acknowledged message survives power loss (fsync per commit); normal: it
+    /// survives a crash of the server but not of the machine, and commits cost less.
+    #[arg(long, env = "CHATGROUP_DURABILITY", default_value = "full", value_parser = parse_durability)]
+    durability: Durability,
+
+    /// Secret for signing access tokens (at least 32 bytes). Default: one generated on first
+    /// start and kept in the database, so tokens survive restarts. Set it to share tokens
+    /// between nodes or to rotate it (which logs everyone out).
+    #[arg(long, env = "CHATGROUP_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<Secret>,
+
+    /// Lifetime of an access token.
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_TOKEN_TTL", default_value_t = HumanDuration(Config::default().token_ttl))]
+    token_ttl: HumanDuration,
+
+    /// Lifetime of a refresh token (each use replaces it).
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_REFRESH_TTL", default_value_t = HumanDuration(Config::default().refresh_ttl))]
+    refresh_ttl: HumanDuration,
+
+    /// Time a chat socket has to authenticate (close 1008 after), and to renew an expired
+    /// token (close 4001 after).
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_AUTH_TIMEOUT", default_value_t = HumanDuration(Config::default().auth_timeout))]
+    auth_timeout: HumanDuration,
+
+    /// Longest message body, in characters.
+    #[arg(long, env = "CHATGROUP_MAX_BODY_CHARS", default_value_t = Config::default().max_body_chars)]
+    max_body_chars: usize,
+
+    /// Messages per second one connection may send (sustained).
+    #[arg(long, env = "CHATGROUP_MESSAGE_RATE", default_value_t = Config::default().message_rate)]
+    message_rate: u32,
+
+    /// Messages one connection may send at once above the rate.
+    #[arg(long, env = "CHATGROUP_MESSAGE_BURST", default_value_t = Config::default().message_burst)]
+    message_burst: u32,
+
+    /// Messages a sync replays for a conversation the client has no cursor for.
+    #[arg(long, env = "CHATGROUP_SYNC_LATEST", default_value_t = Config::default().sync_latest)]
+    sync_latest: usize,
+
+    /// Password hashes computed at once (each takes about 19 MiB of memory).
+    #[arg(long, env = "CHATGROUP_PASSWORD_HASHERS", default_value_t = Config::default().password_hashers)]
+    password_hashers: usize,
+
     /// Also serve the test sockets: /echo, which echoes every message, and
     /// /broadcast?conversation_id=N, which relays text to the conversation's other members
     /// (for conformance suites, tests and benchmarks).
@@ -117,6 +161,15 @@ struct Args {
     /// Log filter (tracing EnvFilter syntax, e.g. "info" or "chatgroup_server=debug").
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
+}
+
+/// `full` or `normal`.
+fn parse_durability(text: &str) -> Result<Durability, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "full" => Ok(Durability::Full),
+        "normal" => Ok(Durability::Normal),
+        _ => Err(format!("{text:?} is not full or normal")),
+    }
 }
 
 /// A duration as written on the command line (`500ms`, `30s`, `2m`), shown the same way in
@@ -159,6 +212,16 @@ impl Args {
         cfg.outbox_bytes = self.queue_bytes;
         cfg.slow_consumer_grace = self.slow_consumer_grace.0;
         cfg.allowed_origins = self.allowed_origins;
+        cfg.durability = self.durability;
+        cfg.jwt_secret = self.jwt_secret;
+        cfg.token_ttl = self.token_ttl.0;
+        cfg.refresh_ttl = self.refresh_ttl.0;
+        cfg.auth_timeout = self.auth_timeout.0;
+        cfg.max_body_chars = self.max_body_chars;
+        cfg.message_rate = self.message_rate;
+        cfg.message_burst = self.message_burst;
+        cfg.sync_latest = self.sync_latest;
+        cfg.password_hashers = self.password_hashers;
         cfg.echo = self.echo;
         cfg
     }

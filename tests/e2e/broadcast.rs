@@ -181,6 +181,11 @@ async fn chat_socket_relays_nothing_and_ignores_the_query() {
         assert_eq!(c.expect_text().await, "pong");
     }
     a.send_text("hello?").await;
+    let answer = a.expect_text().await;
+    assert!(
+        answer.contains("\"type\":\"error\"") && answer.contains("malformed"),
+        "the chat socket answers what is not chat protocol with an error: {answer}"
+    );
     for c in [&mut b, &mut listener] {
         assert!(
             c.next_event_within(Duration::from_millis(150))
@@ -190,7 +195,7 @@ async fn chat_socket_relays_nothing_and_ignores_the_query() {
         );
     }
     a.send_text("ping").await;
-    assert_eq!(a.expect_text().await, "pong", "other text is ignored");
+    assert_eq!(a.expect_text().await, "pong", "the socket stays open");
     assert_eq!(server.metric("chatgroup_broadcasts_total").await, 0);
     for c in [a, b, listener] {
         c.close().await;

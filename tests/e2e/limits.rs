@@ -48,7 +48,8 @@ async fn oversize_frames_and_messages_close_with_1009() {
     let server = Server::start(cfg).await;
 
     let mut c = TestClient::connect(server.addr, "/ws").await;
-    c.send_text(&"a".repeat(1000)).await; // fits
+    c.send_text(&"a".repeat(1000)).await; // fits (and is answered as malformed chat JSON)
+    assert!(c.expect_text().await.contains("malformed"));
     c.send_text("ping").await;
     assert_eq!(c.expect_text().await, "pong");
     c.send_text(&"a".repeat(2000)).await;

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use chatgroup_store::Durability;
+
 /// Every tunable of the server. Build it with [`Config::default`], change fields, then call
 /// [`Config::validate`] once before handing it to [`crate::run`].
 #[derive(Debug, Clone)]
@@ -59,6 +61,28 @@ pub struct Config {
     pub hub_queue_depth: usize,
     /// Which browser origins may open a WebSocket.
     pub allowed_origins: OriginPolicy,
+    /// How messages are made durable (see [`Durability`]).
+    pub durability: Durability,
+    /// The access-token signing secret; `None` uses the one generated and stored in the
+    /// database on first start, so tokens survive restarts.
+    pub jwt_secret: Option<Secret>,
+    /// How long an access token lives.
+    pub token_ttl: Duration,
+    /// How long a refresh token lives (each use replaces it with a fresh one).
+    pub refresh_ttl: Duration,
+    /// Time a new chat socket has to authenticate (close 1008 after), and a connection whose
+    /// token expired has to send a fresh one (close 4001 after).
+    pub auth_timeout: Duration,
+    /// Longest message body, in characters.
+    pub max_body_chars: usize,
+    /// Messages per second one connection may send (token bucket rate).
+    pub message_rate: u32,
+    /// Messages one connection may send in a burst above the rate.
+    pub message_burst: u32,
+    /// Messages a `sync` replays for a conversation the client has no cursor for.
+    pub sync_latest: usize,
+    /// Password hashes computed at once (each takes about 19 MiB for a few tens of ms).
+    pub password_hashers: usize,
     /// Serve the test sockets: `/echo`, which echoes every message back, and
     /// `/broadcast?conversation_id=N`, which relays text to the conversation's other members
     /// (for conformance suites, tests and benchmarks).
@@ -87,8 +111,36 @@ impl Default for Config {
             slow_consumer_grace: Duration::from_secs(5),
             hub_queue_depth: 4096,
             allowed_origins: OriginPolicy::SameHost,
+            durability: Durability::Full,
+            jwt_secret: None,
+            token_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            auth_timeout: Duration::from_secs(10),
+            max_body_chars: 4000,
+            message_rate: 20,
+            message_burst: 40,
+            sync_latest: 50,
+            password_hashers: 2,
             echo: false,
         }
+    }
+}
+
+/// A secret value: usable, never printed (its `Debug` shows `"<redacted>"`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
     }
 }
 
@@ -117,6 +169,9 @@ pub enum ConfigError {
         /// The configured max message size.
         message: usize,
     },
+    /// An HMAC secret shorter than 32 bytes can be brute-forced.
+    #[error("the JWT secret must have at least 32 bytes")]
+    WeakSecret,
     /// Frames larger than the largest message make no sense.
     #[error("max frame size ({frame}) exceeds max message size ({message})")]
     FrameOverMessage {
@@ -136,7 +191,7 @@ impl Config {
     /// # Errors
     /// The first rule that is broken.
     pub fn validate(self) -> Result<Self, ConfigError> {
-        let positive: [(&'static str, u128); 15] = [
+        let positive: [(&'static str, u128); 22] = [
             ("max connections", self.max_connections as u128),
             ("max http connections", self.max_http_connections as u128),
             ("max frame size", u128::from(self.max_frame_len)),
@@ -152,9 +207,19 @@ impl Config {
             ("outbox bytes", self.outbox_bytes as u128),
             ("slow consumer grace", self.slow_consumer_grace.as_millis()),
             ("hub queue depth", self.hub_queue_depth as u128),
+            ("token ttl", self.token_ttl.as_millis()),
+            ("refresh ttl", self.refresh_ttl.as_millis()),
+            ("auth timeout", self.auth_timeout.as_millis()),
+            ("max body chars", self.max_body_chars as u128),
+            ("message rate", u128::from(self.message_rate)),
+            ("message burst", u128::from(self.message_burst)),
+            ("password hashers", self.password_hashers as u128),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
+        }
+        if self.jwt_secret.as_ref().is_some_and(|s| s.0.len() < 32) {
+            return Err(ConfigError::WeakSecret);
         }
         if self.ping_interval >= self.sweep_interval {
             return Err(ConfigError::PingNotBeforeSweep {

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use rfc6455::{
     parse_request, validate_upgrade, write_accept, write_reject, HandshakeError, HeadLimits,
     RequestHead,
@@ -15,10 +15,14 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::Instrument as _;
 
+use crate::chat::session::Session;
 use crate::context::{ConnGuard, ServerCtx};
+use crate::http::api::{self, ApiRequest};
 use crate::http::response::Response;
 use crate::http::route::{conversation_param, route, Route};
 use crate::http::{read_request, wants_close, ReadError};
+use crate::hub::chat::ChatCommand;
+use crate::hub::Command;
 use crate::metrics;
 use crate::origin::origin_allowed;
 use crate::outbox::Outbox;
@@ -31,6 +35,8 @@ use crate::pump::{self, Mode};
 enum Action {
     /// Send a response; keep the connection unless it says otherwise.
     Respond { response: Response, head_only: bool },
+    /// A REST call under `/api/`, answered asynchronously (it awaits the store).
+    Api { req: ApiRequest, close: bool },
     /// Refuse a handshake with the codec's error response and close.
     Reject(HandshakeError),
     /// Answer 101 and become a WebSocket.
@@ -99,12 +105,29 @@ pub(crate) async fn serve(
         };
         metrics::inc(&ctx.metrics.http_requests);
         let action = match parse_request(&buf[..len.head], &limits) {
+            Ok(Some((head, _))) if is_api(head.path()) => {
+                let body = Bytes::copy_from_slice(&buf[len.head..len.head + len.body]);
+                let close = wants_close(&head);
+                match ApiRequest::new(&head, body, peer.ip()) {
+                    Ok(req) => Action::Api { req, close },
+                    Err(err) => Action::Reject(err),
+                }
+            }
             Ok(Some((head, _))) => dispatch(&head, &ctx),
             // The same bytes parsed a moment ago; this cannot differ, but never panic on input.
             _ => Action::Reject(HandshakeError::Malformed("request changed")),
         };
         buf.advance(len.head + len.body);
         match action {
+            Action::Api { req, close } => {
+                let mut response = api::handle(req, &ctx).await;
+                if close {
+                    response = response.closing();
+                }
+                if !send(&mut stream, &ctx, &response, false).await || response.close {
+                    return;
+                }
+            }
             Action::Respond {
                 response,
                 head_only,
@@ -165,7 +188,14 @@ fn dispatch(head: &RequestHead<'_>, ctx: &ServerCtx) -> Action {
         )),
         Route::MethodNotAllowed(allow) => respond(Response::status(405).header("Allow", allow)),
         Route::NotFound => respond(Response::status(404)),
-        Route::ChatSocket => upgrade(head, ctx, Ok(Mode::Chat)),
+        Route::ChatSocket => {
+            let token = chat_token(head.query());
+            upgrade(
+                head,
+                ctx,
+                token.map(|t| Mode::Chat(Box::new(Session::new(t, ctx.cfg.message_burst)))),
+            )
+        }
         Route::BroadcastSocket => {
             let conversation = conversation_param(head.query())
                 .ok_or("broadcast needs one conversation_id, a non-negative integer");
@@ -235,6 +265,22 @@ async fn start_websocket(
             return;
         }
     }
+    if let Mode::Chat(_) = mode {
+        // The auth timeout runs in the hub, so a socket that never authenticates costs no
+        // timer of its own.
+        let open = ChatCommand::Open {
+            client,
+            auth_by: std::time::Instant::now() + ctx.cfg.auth_timeout,
+        };
+        if ctx
+            .hub
+            .send_command(Command::Chat(Box::new(open)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
     tracing::debug!(%peer, %client, ?mode, "websocket open");
     let writer = pump::write::run(outbox.clone(), ctx.clone(), guard);
     let reader = ReadPump {
@@ -259,6 +305,18 @@ async fn start_websocket(
         ctx.tracker.spawn(writer.instrument(span.clone()));
         ctx.tracker.spawn(reader.instrument(span));
     }
+}
+
+/// Whether a path belongs to the REST API.
+fn is_api(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
+/// The `token` query parameter of `/ws`; `Err` (400) when the query is malformed or repeats
+/// it. Only `token` is read: other parameters are ignored.
+fn chat_token(query: Option<&str>) -> Result<Option<String>, &'static str> {
+    let mut params = api::query::parse(query).map_err(|_| "malformed query string")?;
+    Ok(params.remove("token").filter(|t| !t.is_empty()))
 }
 
 /// Writes a response within the handshake timeout; `false` if that failed. A closing

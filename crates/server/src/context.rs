@@ -10,6 +10,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use chatgroup_store::Store;
+
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::HubHandle;
 use crate::ids::ClientId;
@@ -32,15 +35,22 @@ pub(crate) struct ServerCtx {
     next_client: AtomicU64,
     /// The text `pong` answering a text `ping`.
     pub(crate) pong_text: Bytes,
+    /// Users, conversations and messages.
+    pub(crate) store: Store,
+    /// Passwords, tokens, login throttling.
+    pub(crate) auth: Auth,
 }
 
 impl ServerCtx {
+    #[allow(clippy::too_many_arguments)] // built once, in `run`
     pub(crate) fn new(
         cfg: Config,
         metrics: Arc<Metrics>,
         hub: HubHandle,
         shutdown: CancellationToken,
         tracker: TaskTracker,
+        store: Store,
+        auth: Auth,
     ) -> Self {
         let codec = CodecConfig::server()
             .with_max_frame_len(cfg.max_frame_len)
@@ -56,6 +66,8 @@ impl ServerCtx {
             tracker,
             next_client: AtomicU64::new(1),
             pong_text: wire::pong_text(),
+            store,
+            auth,
         }
     }
 

@@ -31,6 +31,8 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
+mod chat;
 pub mod config;
 mod connection;
 mod context;
@@ -58,8 +60,11 @@ pub use config::{Config, ConfigError, OriginError, OriginPolicy};
 pub use error::Error;
 pub use metrics::Metrics;
 
+use auth::{Auth, Jwt, LoginThrottle, Passwords};
+use chatgroup_store::{Store, StoreConfig};
 use context::ServerCtx;
-use hub::{Hub, HubConfig};
+use hub::chat::ChatCommand;
+use hub::{Command, Hub, HubConfig, HubHandle};
 
 /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully: stop
 /// accepting, send Close 1001 to every WebSocket, and wait up to `cfg.shutdown_grace` for
@@ -86,7 +91,11 @@ pub async fn run(
         metrics.clone(),
         token.clone(),
     );
-    tracker.spawn(hub.run());
+    // Not in the tracker: the hub outlives the connections and the store (whose committed
+    // events it still delivers while they flush).
+    let hub_task = tokio::spawn(hub.run());
+    let store = open_store(&cfg, hub_handle.clone()).await?;
+    let auth = build_auth(&cfg, &store)?;
     let grace = cfg.shutdown_grace;
     let ctx = Arc::new(ServerCtx::new(
         cfg,
@@ -94,6 +103,8 @@ pub async fn run(
         hub_handle,
         token.clone(),
         tracker.clone(),
+        store.clone(),
+        auth,
     ));
 
     tokio::pin!(shutdown);
@@ -133,10 +144,50 @@ pub async fn run(
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(grace = ?grace, "shutdown grace elapsed with connections still open");
-    } else {
-        tracing::info!("shutdown complete");
     }
+    // Commit what is queued and close the database; its last events still reach the hub.
+    store.close().await;
+    drop(store);
+    // The hub stops once the last handle is gone; connections past the grace may still hold
+    // one, so do not wait for it long.
+    let _ = tokio::time::timeout(Duration::from_secs(1), hub_task).await;
+    tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Opens the database in the data directory, its committed events flowing to the hub.
+async fn open_store(cfg: &Config, hub: HubHandle) -> Result<Store, Error> {
+    let mut store_cfg = StoreConfig::new(cfg.data_dir.clone());
+    store_cfg.durability = cfg.durability;
+    let sink = Box::new(move |event| {
+        // On the store's writer thread: waiting here when the hub is busy is the intended
+        // backpressure (the writer then commits larger batches).
+        let _ = hub.blocking_send(Command::Chat(Box::new(ChatCommand::Committed(event))));
+    });
+    let store = tokio::task::spawn_blocking(move || Store::open(store_cfg, sink))
+        .await
+        .map_err(|_| Error::Startup("the database thread failed"))??;
+    tracing::info!(
+        epoch = store.epoch(),
+        durability = ?cfg.durability,
+        "database open"
+    );
+    Ok(store)
+}
+
+fn build_auth(cfg: &Config, store: &Store) -> Result<Auth, Error> {
+    let secret = match &cfg.jwt_secret {
+        Some(secret) => secret.0.as_bytes().to_vec(),
+        None => store.jwt_secret().to_vec(),
+    };
+    Ok(Auth {
+        jwt: Jwt::new(&secret, cfg.token_ttl)
+            .map_err(|_| Error::Startup("the JWT secret is empty"))?,
+        passwords: Passwords::new(cfg.password_hashers)
+            .map_err(|_| Error::Startup("password hashing is unavailable (no randomness)"))?,
+        throttle: LoginThrottle::new(100_000),
+        refresh_ttl: cfg.refresh_ttl,
+    })
 }
 
 /// Accept errors are per-connection (reset before accept) or resource exhaustion (out of

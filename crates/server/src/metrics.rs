@@ -35,6 +35,10 @@ pub struct Metrics {
     pub broadcasts: AtomicU64,
     /// Broadcast frames handed to a recipient's outbox.
     pub broadcast_deliveries: AtomicU64,
+    /// Committed store events (messages, membership changes, attaches) the hub applied.
+    pub chat_events: AtomicU64,
+    /// Chat frames (new messages, acks, errors, conversation updates) handed to outboxes.
+    pub chat_deliveries: AtomicU64,
     /// Frames not queued because a recipient's outbox hit its hard bound (it is evicted).
     pub queue_full_drops: AtomicU64,
     /// Clients evicted because their outbox stayed full past the grace period.
@@ -62,11 +66,14 @@ pub struct ClientCloses {
 }
 
 /// The codes [`ClientCloses`] counts one by one; anything else lands in `other`.
-const CLIENT_CLOSE_CODES: [CloseCode; 4] = [
+const CLIENT_CLOSE_CODES: [CloseCode; 6] = [
     CloseCode::PROTOCOL_ERROR,
     CloseCode::UNSUPPORTED_DATA,
     CloseCode::INVALID_PAYLOAD,
+    CloseCode::POLICY_VIOLATION,
     CloseCode::MESSAGE_TOO_BIG,
+    // Authentication failed or expired (chat sockets).
+    CloseCode(4001),
 ];
 
 /// Adds `n` to a counter.
@@ -93,7 +100,7 @@ impl Metrics {
     /// Renders every counter in the Prometheus text exposition format (version 0.0.4).
     #[must_use]
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 17] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 19] = [
             (
                 "chatgroup_connections_open",
                 "gauge",
@@ -167,6 +174,18 @@ impl Metrics {
                 &self.broadcast_deliveries,
             ),
             (
+                "chatgroup_chat_events_total",
+                "counter",
+                "Committed store events applied by the hub",
+                &self.chat_events,
+            ),
+            (
+                "chatgroup_chat_deliveries_total",
+                "counter",
+                "Chat frames handed to recipients' outboxes",
+                &self.chat_deliveries,
+            ),
+            (
                 "chatgroup_queue_full_drops_total",
                 "counter",
                 "Frames refused by an outbox at its hard bound",
@@ -225,13 +244,18 @@ impl Metrics {
             .iter()
             .map(|code| code.0.to_string())
             .zip(c.by_code.iter().map(|v| v.load(Ordering::Relaxed)))
-            .chain([
-                (
-                    CloseCode::POLICY_VIOLATION.0.to_string(),
-                    self.queue_full_disconnects.load(Ordering::Relaxed),
-                ),
-                ("other".to_owned(), c.other.load(Ordering::Relaxed)),
-            ]);
+            .map(|(code, v)| {
+                // Slow consumers are counted in `queue_full_disconnects`; auth timeouts here.
+                if code == "1008" {
+                    (
+                        code,
+                        v + self.queue_full_disconnects.load(Ordering::Relaxed),
+                    )
+                } else {
+                    (code, v)
+                }
+            })
+            .chain([("other".to_owned(), c.other.load(Ordering::Relaxed))]);
         for (code, v) in rows {
             let _ = writeln!(out, "{name}{{code=\"{code}\"}} {v}");
         }
@@ -253,8 +277,8 @@ mod tests {
         assert!(text.contains("\nchatgroup_bytes_out_total 42\n"));
         assert!(text.contains("\nchatgroup_sweep_terminations_total 1\n"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 17 + 6);
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 18);
+        assert_eq!(samples, 19 + 7);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 20);
     }
 
     #[test]
@@ -272,6 +296,7 @@ mod tests {
             "chatgroup_client_closes_total{code=\"1007\"} 0\n",
             "chatgroup_client_closes_total{code=\"1008\"} 1\n",
             "chatgroup_client_closes_total{code=\"1009\"} 1\n",
+            "chatgroup_client_closes_total{code=\"4001\"} 0\n",
             "chatgroup_client_closes_total{code=\"other\"} 1\n",
         ] {
             assert!(text.contains(sample), "{sample} in {text}");

@@ -2,6 +2,7 @@
 //! encoding serves every recipient).
 
 use bytes::Bytes;
+use chatgroup_protocol::ServerMsg;
 use rfc6455::{CloseCode, CloseFrame, Frame};
 
 /// Encodes a frame for sending by the server.
@@ -22,4 +23,9 @@ pub(crate) fn ping() -> Bytes {
 /// The text reply to an application-level `ping` heartbeat.
 pub(crate) fn pong_text() -> Bytes {
     encode(&Frame::text("pong"))
+}
+
+/// A chat message as a text frame, encoded once and shared by every recipient.
+pub(crate) fn json(msg: &ServerMsg) -> Bytes {
+    encode(&Frame::text(msg.to_json()))
 }

@@ -45,7 +45,9 @@ pub(crate) struct Jwt {
 impl std::fmt::Debug for Jwt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("Jwt").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("Jwt")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,11 +72,6 @@ impl Jwt {
         })
     }
 
-    /// How long a fresh token lives.
-    pub(crate) fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// Issues a token for `user`, valid from `now_ms` for the configured lifetime; returns
     /// it with its expiry.
     pub(crate) fn issue(&self, user: &UserInfo, now_ms: Millis) -> (String, Millis) {
@@ -87,9 +84,12 @@ impl Jwt {
             exp,
         };
         // HS256 signing of a small struct cannot fail.
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .unwrap_or_default();
-        (token, i64::try_from(exp).unwrap_or(i64::MAX).saturating_mul(1000))
+        let token =
+            encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default();
+        (
+            token,
+            i64::try_from(exp).unwrap_or(i64::MAX).saturating_mul(1000),
+        )
     }
 
     /// Verifies a token's signature and expiry.

@@ -1,6 +1,3 @@
-// Wired into the HTTP API and the chat session in the following commits.
-#![allow(dead_code, unused_imports)]
-
 //! Accounts and tokens: password hashing, login throttling, access tokens (JWT) and refresh
 //! tokens. The HTTP handlers in `http::api` and the chat session use this; the store keeps
 //! only password hashes and refresh-token hashes.
@@ -16,7 +13,7 @@ use base64::Engine as _;
 use chatgroup_protocol::Millis;
 use sha2::{Digest as _, Sha256};
 
-pub(crate) use jwt::{Jwt, TokenError, Verified};
+pub(crate) use jwt::{Jwt, TokenError};
 pub(crate) use password::Passwords;
 pub(crate) use throttle::LoginThrottle;
 

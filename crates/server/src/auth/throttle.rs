@@ -78,7 +78,9 @@ impl LoginThrottle {
                 let window = self.window;
                 entries.retain(|_, e| now.duration_since(e.since) < window);
                 if entries.len() >= self.max_keys {
-                    if let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.since).map(|(k, _)| *k) {
+                    if let Some(oldest) =
+                        entries.iter().min_by_key(|(_, e)| e.since).map(|(k, _)| *k)
+                    {
                         entries.remove(&oldest);
                     }
                 }
@@ -114,8 +116,9 @@ impl LoginThrottle {
 fn user_key(username: &str) -> Key {
     use std::hash::{BuildHasher, Hasher};
     // A fixed-key hasher: the same name maps to the same key for the life of the process.
-    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-        .build_hasher();
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
     h.write(username.to_ascii_lowercase().as_bytes());
     Key::User(h.finish())
 }
@@ -132,7 +135,10 @@ mod tests {
         let t = LoginThrottle::new(1000);
         for i in 0..PER_USER {
             assert!(t.check("alice", if i % 2 == 0 { A } else { B }).is_ok());
-            t.failed(if i % 2 == 0 { "alice" } else { "ALICE" }, if i % 2 == 0 { A } else { B });
+            t.failed(
+                if i % 2 == 0 { "alice" } else { "ALICE" },
+                if i % 2 == 0 { A } else { B },
+            );
         }
         assert!(t.check("alice", B).is_err());
         assert!(t.check("Alice", A).is_err());

@@ -2,6 +2,7 @@
 //! routing, and writing responses. Request heads are parsed by the codec
 //! ([`rfc6455::parse_request`]); this module never parses bytes itself.
 
+pub(crate) mod api;
 pub(crate) mod response;
 pub(crate) mod route;
 

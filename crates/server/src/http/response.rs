@@ -61,14 +61,24 @@ impl Response {
     #[must_use]
     pub(crate) fn encode(&self, head_only: bool) -> BytesMut {
         let mut head = String::with_capacity(160);
-        let _ = write!(
-            head,
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
-            self.status,
-            reason(self.status),
-            self.content_type,
-            self.body.len()
-        );
+        // 204 has no content: no body and no Content-Length (RFC 9110 §8.6).
+        let no_content = self.status == 204;
+        if no_content {
+            let _ = write!(
+                head,
+                "HTTP/1.1 204 {}\r\nCache-Control: no-store\r\n",
+                reason(204)
+            );
+        } else {
+            let _ = write!(
+                head,
+                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+                self.status,
+                reason(self.status),
+                self.content_type,
+                self.body.len()
+            );
+        }
         for (name, value) in &self.headers {
             let _ = write!(head, "{name}: {value}\r\n");
         }
@@ -79,7 +89,7 @@ impl Response {
         });
         let mut out = BytesMut::with_capacity(head.len() + self.body.len());
         out.put_slice(head.as_bytes());
-        if !head_only {
+        if !head_only && !no_content {
             out.put_slice(&self.body);
         }
         out
@@ -92,14 +102,19 @@ pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

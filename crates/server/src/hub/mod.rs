@@ -25,6 +25,7 @@
 //!   shutdown and each connection drops its own when it finishes, so the hub outlives every
 //!   connection that might still send it an `Unregister`.
 
+pub mod chat;
 pub mod routes;
 
 use std::collections::{HashMap, HashSet};
@@ -82,6 +83,9 @@ pub enum Command {
         /// The encoded frame, shared by every recipient.
         frame: Bytes,
     },
+    /// A chat session's request, or an event the store committed. Boxed: it is much larger
+    /// than the transport's commands, which the read pumps keep in their futures.
+    Chat(Box<chat::ChatCommand>),
 }
 
 /// The hub has stopped (only during shutdown).
@@ -96,6 +100,15 @@ pub struct HubHandle {
 }
 
 impl HubHandle {
+    /// Queues a command from a thread outside the runtime (the store's writer), blocking
+    /// while the queue is full.
+    ///
+    /// # Errors
+    /// [`HubClosed`] if the hub has stopped.
+    pub fn blocking_send(&self, cmd: Command) -> Result<(), HubClosed> {
+        self.tx.blocking_send(cmd).map_err(|_| HubClosed)
+    }
+
     async fn send(&self, cmd: Command) -> Result<(), HubClosed> {
         self.tx.send(cmd).await.map_err(|_| HubClosed)
     }
@@ -208,6 +221,11 @@ pub struct Hub {
     /// Shutdown has begun: every connection has been sent Close 1001, and so is any that
     /// registers from now on.
     shutting_down: bool,
+    /// Chat sessions: users, live conversation routes, sync holds, auth deadlines.
+    chat: chat::Chat,
+    /// Frames produced by one chat event, delivered once it is applied (kept to reuse its
+    /// allocation).
+    chat_out: Vec<(ClientId, Bytes)>,
 }
 
 impl Hub {
@@ -234,6 +252,8 @@ impl Hub {
             going_away: wire::close(CloseCode::GOING_AWAY, "server shutting down"),
             shutdown,
             shutting_down: false,
+            chat: chat::Chat::default(),
+            chat_out: Vec::new(),
         };
         (hub, HubHandle { tx })
     }
@@ -249,7 +269,10 @@ impl Hub {
         let slow_period = (self.cfg.slow_consumer_grace / 4)
             .clamp(Duration::from_millis(5), Duration::from_secs(1));
         let mut slow = tokio::time::interval(slow_period);
-        for t in [&mut sweep, &mut ping, &mut slow] {
+        // Auth and token deadlines are checked on a coarse tick rather than a timer per
+        // deadline: thousands of connections then cost no timer registrations.
+        let mut deadlines = tokio::time::interval(Duration::from_millis(100));
+        for t in [&mut sweep, &mut ping, &mut slow, &mut deadlines] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         let shutdown = self.shutdown.clone();
@@ -263,6 +286,9 @@ impl Hub {
                 _ = sweep.tick() => self.sweep(),
                 _ = ping.tick() => self.ping_all(),
                 _ = slow.tick(), if !self.suspects.is_empty() => self.check_suspects(),
+                _ = deadlines.tick(), if self.chat.next_deadline().is_some() => {
+                    self.chat_deadlines();
+                }
             }
         }
         tracing::debug!("hub stopped");
@@ -296,6 +322,7 @@ impl Hub {
                 from,
                 frame,
             } => self.broadcast(conversation, from, &frame),
+            Command::Chat(cmd) => self.on_chat(*cmd),
         }
     }
 
@@ -307,6 +334,7 @@ impl Hub {
     }
 
     fn forget(&mut self, client: ClientId) {
+        self.chat.remove(client);
         self.routes.remove_client(client);
         self.outboxes.remove(&client);
         self.suspects.remove(&client);

@@ -9,14 +9,15 @@ pub(crate) mod read;
 pub(crate) mod replies;
 pub(crate) mod write;
 
+use crate::chat::session::Session;
 use crate::ids::ConversationId;
 
 /// What a connection does with the messages it receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Mode {
-    /// `/ws`: the chat socket. Until the chat session lands it only answers the text
-    /// heartbeat `ping` and ignores other text.
-    Chat,
+    /// `/ws`: the chat socket. Text (but the heartbeat) goes to the connection's chat
+    /// session; boxed, so the pump's future stays small.
+    Chat(Box<Session>),
     /// `/broadcast?conversation_id=N` (only with `--echo`, for tests and benchmarks): text is
     /// relayed unchanged to the other members of conversation N.
     Broadcast(ConversationId),
@@ -54,12 +55,24 @@ mod tests {
             metrics.clone(),
             CancellationToken::new(),
         );
+        let dir = std::env::temp_dir().join(format!("chatgroup-pump-size-{}", std::process::id()));
+        let store =
+            chatgroup_store::Store::open(chatgroup_store::StoreConfig::new(&dir), Box::new(|_| {}))
+                .unwrap();
+        let auth = crate::auth::Auth {
+            jwt: crate::auth::Jwt::new(b"0123456789abcdef0123456789abcdef", cfg.token_ttl).unwrap(),
+            passwords: crate::auth::Passwords::new(1).unwrap(),
+            throttle: crate::auth::LoginThrottle::new(16),
+            refresh_ttl: cfg.refresh_ttl,
+        };
         let ctx = Arc::new(ServerCtx::new(
             cfg,
             metrics.clone(),
             handle,
             CancellationToken::new(),
             TaskTracker::new(),
+            store.clone(),
+            auth,
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap())
@@ -78,7 +91,7 @@ mod tests {
             streaming: false,
             outbox,
             client: crate::ids::ClientId(1),
-            mode: Mode::Chat,
+            mode: Mode::Chat(Box::new(Session::new(None, 1))),
             ctx: ctx.clone(),
         };
         let read = read.run();
@@ -86,5 +99,7 @@ mod tests {
         println!("read pump future: {read_size} bytes, write pump future: {write_size} bytes");
         assert!(read_size <= 384, "read pump future is {read_size} bytes");
         assert!(write_size <= 256, "write pump future is {write_size} bytes");
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
-use rfc6455::{CloseCode, Event, Frame, Message, ProtocolError, Reader};
+use rfc6455::{CloseCode, Event, Frame, Message, ProtocolError, Reader, Utf8Bytes};
 use tokio::io::Interest;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::replies::Replies;
 use super::Mode;
+use crate::chat::session::{Io, Outcome};
 use crate::context::ServerCtx;
 use crate::hub::Command;
 use crate::ids::{ClientId, ConversationId};
@@ -81,6 +82,8 @@ enum Step {
     Continue,
     End(End),
     Broadcast(ConversationId, Bytes),
+    /// A chat message for the session.
+    Chat(Utf8Bytes),
 }
 
 impl ReadPump {
@@ -105,6 +108,9 @@ impl ReadPump {
     }
 
     async fn read_loop(&mut self) -> End {
+        if matches!(self.mode, Mode::Chat(_)) && !Box::pin(self.session(None)).await {
+            return End::Refused;
+        }
         loop {
             while !self.buf.is_empty() {
                 let reader = self
@@ -118,6 +124,11 @@ impl ReadPump {
                 match self.on_event(event) {
                     Step::Continue => {}
                     Step::End(end) => return end,
+                    Step::Chat(text) => {
+                        if !Box::pin(self.session(Some(text))).await {
+                            return End::Refused;
+                        }
+                    }
                     Step::Broadcast(conversation, frame) => {
                         let cmd = Command::Broadcast {
                             conversation,
@@ -223,7 +234,7 @@ impl ReadPump {
         if self.replies.is_empty() {
             return true;
         }
-        if self.mode != Mode::Echo {
+        if !matches!(self.mode, Mode::Echo) {
             // Chat and broadcast replies are pongs only: never wait for them (a client too
             // far behind to take a pong is about to be evicted by the hub).
             self.flush_now();
@@ -308,19 +319,49 @@ impl ReadPump {
                         self.replies.push_frame(&message.into_frame());
                         Step::Continue
                     }
-                    Mode::Chat => self.chat(message),
+                    Mode::Chat(_) => self.chat(message),
                     Mode::Broadcast(conversation) => self.broadcast(conversation, message),
                 }
             }
         }
     }
 
-    /// `/ws`. The chat session plugs in here; until then only the heartbeat is answered.
+    /// `/ws`: the heartbeat is answered here, every other text goes to the chat session.
     fn chat(&mut self, message: Message) -> Step {
         match message {
             Message::Text(text) if text == "ping" => self.pong(),
-            Message::Text(_) => Step::Continue,
+            Message::Text(text) => Step::Chat(text),
             Message::Binary(_) => self.refuse_binary(),
+        }
+    }
+
+    /// Hands a text message to the chat session (or, with `None`, starts it: the upgrade's
+    /// `?token=`); `false` when the session closed the connection. Callers box this future:
+    /// it awaits the store and the hub, and its state must not add to the resting size of
+    /// the pump's future.
+    async fn session(&mut self, text: Option<Utf8Bytes>) -> bool {
+        let Mode::Chat(session) = &mut self.mode else {
+            return true;
+        };
+        let io = Io {
+            ctx: &self.ctx,
+            client: self.client,
+            outbox: &self.outbox,
+        };
+        let outcome = match &text {
+            Some(text) => session.on_text(text, io).await,
+            None => session.start(io).await,
+        };
+        match outcome {
+            Outcome::Continue => true,
+            Outcome::Close(code, reason) => {
+                self.flush_now();
+                if code.0 >= 4000 || code == CloseCode::POLICY_VIOLATION {
+                    self.ctx.metrics.count_client_close(code);
+                }
+                self.outbox.close(wire::close(code, reason), false);
+                false
+            }
         }
     }
 

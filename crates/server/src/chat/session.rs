@@ -1,0 +1,574 @@
+//! One connection's chat session: authentication state, limits, and what each client
+//! message does. The read pump hands it every text message (except the `ping` heartbeat)
+//! and keeps doing transport only; the session answers through the connection's outbox and
+//! talks to the store and the hub.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chatgroup_protocol::{
+    ClientMsg, ConversationId, ErrorCode, MessageKind, MessageView, Ref, Seq, ServerMsg, UserInfo,
+};
+use chatgroup_store::{AppendRequest, Origin};
+use rfc6455::CloseCode;
+use tokio::sync::oneshot;
+
+use super::actions::{self, ActionError};
+use super::bucket::TokenBucket;
+use crate::auth::{self, TokenError};
+use crate::context::ServerCtx;
+use crate::hub::chat::{ChatCommand, Live, SyncEnd};
+use crate::hub::Command;
+use crate::ids::ClientId;
+use crate::outbox::{Delivery, Outbox, Pace};
+use crate::wire;
+
+/// The longest `localId`, in bytes.
+pub(crate) const MAX_LOCAL_ID: usize = 64;
+/// The longest `ref`, in bytes.
+pub(crate) const MAX_REF: usize = 128;
+/// Messages per replay frame.
+const REPLAY_BATCH: usize = 256;
+/// The largest `history` page.
+const HISTORY_MAX: u32 = 200;
+
+/// What the read pump does after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Keep reading.
+    Continue,
+    /// Close the connection with this code and reason.
+    Close(CloseCode, &'static str),
+}
+
+/// Per-connection chat state. Boxed inside the read pump: an idle connection keeps this
+/// small struct and nothing else.
+pub(crate) struct Session {
+    user: Option<UserInfo>,
+    bucket: TokenBucket,
+    /// A token from the upgrade's `?token=`, used before the first message is read.
+    initial_token: Option<String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("Session")
+            .field("user", &self.user.as_ref().map(|u| u.id))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a session needs from its connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Io<'a> {
+    pub(crate) ctx: &'a Arc<ServerCtx>,
+    pub(crate) client: ClientId,
+    pub(crate) outbox: &'a Arc<Outbox>,
+}
+
+impl Io<'_> {
+    /// Sends a message to this connection, waiting while it is behind (a client that sends
+    /// requests but does not read their answers is slowed down, not buffered for).
+    async fn send(&self, msg: &ServerMsg) -> bool {
+        self.send_frame(wire::json(msg)).await
+    }
+
+    async fn send_frame(&self, frame: bytes::Bytes) -> bool {
+        // Wait first while the client is behind: a client that sends requests but does not
+        // read the answers is slowed down, not buffered for (the read pump stops reading).
+        while self.outbox.backlog_since().is_some() {
+            if self.outbox.is_killed() || self.outbox.is_closing() {
+                return false;
+            }
+            self.outbox.room().await;
+        }
+        let grace = self.ctx.cfg.slow_consumer_grace;
+        match self
+            .outbox
+            .deliver(frame, Pace::Idle, grace, &self.ctx.metrics)
+        {
+            Delivery::Done | Delivery::Watch => true,
+            Delivery::Closed => false,
+            Delivery::Evict => {
+                // One answer larger than the whole outbox: the client cannot be served.
+                self.outbox.close(
+                    wire::close(CloseCode::POLICY_VIOLATION, "slow consumer: queue full"),
+                    true,
+                );
+                false
+            }
+        }
+    }
+
+    async fn error(&self, code: ErrorCode, message: impl Into<String>, reference: Ref) -> bool {
+        self.send(&ServerMsg::error(code, message, reference)).await
+    }
+
+    async fn hub(&self, cmd: Command) -> bool {
+        self.ctx.hub.send_command(cmd).await.is_ok()
+    }
+}
+
+impl Session {
+    /// A session for a new connection, with the `?token=` of its upgrade request, if any.
+    pub(crate) fn new(initial_token: Option<String>, burst: u32) -> Self {
+        Self {
+            user: None,
+            bucket: TokenBucket::new(burst),
+            initial_token,
+        }
+    }
+
+    /// Runs before the first read: authenticates with the upgrade's token, if any.
+    pub(crate) async fn start(&mut self, io: Io<'_>) -> Outcome {
+        match self.initial_token.take() {
+            Some(token) => self.auth(&token, io).await,
+            None => Outcome::Continue,
+        }
+    }
+
+    /// Handles one text message.
+    pub(crate) async fn on_text(&mut self, text: &str, io: Io<'_>) -> Outcome {
+        let msg = match ClientMsg::parse(text) {
+            Ok(msg) => msg,
+            Err(err) => {
+                io.error(err.code, err.message, err.reference).await;
+                return Outcome::Continue;
+            }
+        };
+        if let ClientMsg::Auth { token } = &msg {
+            return self.auth(token, io).await;
+        }
+        let reference = msg.reference().filter(|r| r.len() <= MAX_REF);
+        let Some(user) = self.user.clone() else {
+            io.error(
+                ErrorCode::NotAuthenticated,
+                "authenticate first: {\"type\":\"auth\",\"token\":…}",
+                reference,
+            )
+            .await;
+            return Outcome::Continue;
+        };
+        let result = self.dispatch(&user, msg, io).await;
+        if let Err(err) = result {
+            io.error(err.code, err.message, reference).await;
+        }
+        Outcome::Continue
+    }
+
+    /// Carries out an authenticated request.
+    async fn dispatch(
+        &mut self,
+        user: &UserInfo,
+        msg: ClientMsg,
+        io: Io<'_>,
+    ) -> Result<(), ActionError> {
+        match msg {
+            ClientMsg::Send {
+                conversation,
+                local_id,
+                body,
+                reference,
+            } => {
+                self.send(user, conversation, local_id, body, reference, io)
+                    .await
+            }
+            ClientMsg::Sync { cursors, reference } => sync(user, cursors, reference, io).await,
+            ClientMsg::History {
+                conversation,
+                before,
+                limit,
+                reference,
+            } => history(user, conversation, before, limit, reference, io).await,
+            ClientMsg::Conversations { reference } => {
+                let conversations = io.ctx.store.conversations(user.id).await?;
+                io.send(&ServerMsg::Conversations {
+                    conversations,
+                    reference,
+                })
+                .await;
+                Ok(())
+            }
+            ClientMsg::CreateGroup {
+                name,
+                members,
+                reference,
+            } => {
+                let info = actions::create_group(io.ctx, user.id, &name, &members).await?;
+                io.send(&ServerMsg::Conversation {
+                    conversation: info,
+                    reference,
+                })
+                .await;
+                Ok(())
+            }
+            ClientMsg::CreateDirect { with, reference } => {
+                let (info, _) = actions::create_direct(io.ctx, user, &with).await?;
+                io.send(&ServerMsg::Conversation {
+                    conversation: info,
+                    reference,
+                })
+                .await;
+                Ok(())
+            }
+            ClientMsg::AddMember {
+                conversation,
+                username,
+                reference,
+            } => {
+                let info = actions::add_member(io.ctx, user.id, conversation, &username).await?;
+                io.send(&ServerMsg::Conversation {
+                    conversation: info,
+                    reference,
+                })
+                .await;
+                Ok(())
+            }
+            ClientMsg::RemoveMember {
+                conversation,
+                username,
+                reference,
+            } => {
+                actions::remove_member(io.ctx, user.id, conversation, &username).await?;
+                io.send(&ServerMsg::Done { reference }).await;
+                Ok(())
+            }
+            ClientMsg::Leave {
+                conversation,
+                reference,
+            } => {
+                io.ctx
+                    .store
+                    .remove_member(user.id, conversation, user.id)
+                    .await?;
+                io.send(&ServerMsg::Done { reference }).await;
+                Ok(())
+            }
+            ClientMsg::Rename {
+                conversation,
+                name,
+                reference,
+            } => {
+                let name = actions::group_name(&name)?;
+                let info = io.ctx.store.rename(user.id, conversation, name).await?;
+                io.send(&ServerMsg::Conversation {
+                    conversation: info,
+                    reference,
+                })
+                .await;
+                Ok(())
+            }
+            // Handled above.
+            ClientMsg::Auth { .. } => Ok(()),
+            _ => Err(ActionError::new(
+                ErrorCode::UnknownType,
+                "this server does not handle that type",
+            )),
+        }
+    }
+
+    async fn auth(&mut self, token: &str, io: Io<'_>) -> Outcome {
+        let verified = match io.ctx.auth.jwt.verify(token) {
+            Ok(v) => v,
+            Err(err) => {
+                if self.user.is_some() {
+                    // A failed renewal keeps the session until its old token's grace ends.
+                    io.error(
+                        token_code(err),
+                        format!("{err}; the current session continues until it expires"),
+                        None,
+                    )
+                    .await;
+                    return Outcome::Continue;
+                }
+                return Outcome::Close(
+                    CloseCode(4001),
+                    match err {
+                        TokenError::Expired => "token expired",
+                        TokenError::Invalid => "invalid token",
+                    },
+                );
+            }
+        };
+        let expires = deadline_of(verified.expires_at);
+        if let Some(user) = &self.user {
+            if user.id != verified.user.id {
+                io.error(
+                    ErrorCode::Invalid,
+                    "a connection stays with the user it authenticated as",
+                    None,
+                )
+                .await;
+                return Outcome::Continue;
+            }
+            io.hub(Command::Chat(Box::new(ChatCommand::Renewed {
+                client: io.client,
+                expires,
+            })))
+            .await;
+            return self.ready(io, verified.expires_at).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        if !io
+            .hub(Command::Chat(Box::new(ChatCommand::Authenticated {
+                client: io.client,
+                expires,
+                renew: io.ctx.cfg.auth_timeout,
+                reply: tx,
+            })))
+            .await
+        {
+            return Outcome::Close(CloseCode::GOING_AWAY, "server shutting down");
+        }
+        if io
+            .ctx
+            .store
+            .attach(verified.user.id, io.client.0)
+            .await
+            .is_err()
+        {
+            return Outcome::Close(CloseCode::TRY_AGAIN_LATER, "store unavailable");
+        }
+        if rx.await.is_err() {
+            return Outcome::Close(CloseCode::TRY_AGAIN_LATER, "store unavailable");
+        }
+        self.user = Some(verified.user);
+        self.ready(io, verified.expires_at).await
+    }
+
+    async fn ready(&mut self, io: Io<'_>, expires_at: i64) -> Outcome {
+        let Some(user) = self.user.clone() else {
+            return Outcome::Continue;
+        };
+        // The name may have changed since the token was issued; the store has it now.
+        let user = match io.ctx.store.user(user.id).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return Outcome::Close(CloseCode(4001), "no such user"),
+            Err(_) => user,
+        };
+        let conversations = match io.ctx.store.conversations(user.id).await {
+            Ok(list) => list,
+            Err(_) => return Outcome::Close(CloseCode::TRY_AGAIN_LATER, "store unavailable"),
+        };
+        io.send(&ServerMsg::Ready {
+            user,
+            epoch: io.ctx.store.epoch().to_owned(),
+            conversations,
+            expires_at,
+        })
+        .await;
+        Outcome::Continue
+    }
+
+    async fn send(
+        &mut self,
+        user: &UserInfo,
+        conversation: ConversationId,
+        local_id: String,
+        body: String,
+        reference: Ref,
+        io: Io<'_>,
+    ) -> Result<(), ActionError> {
+        let reference = reference.or_else(|| Some(local_id.clone()));
+        if local_id.is_empty() || local_id.len() > MAX_LOCAL_ID {
+            return Err(ActionError::new(
+                ErrorCode::Invalid,
+                format!("localId must have 1 to {MAX_LOCAL_ID} bytes"),
+            ));
+        }
+        let max = io.ctx.cfg.max_body_chars;
+        if body.chars().count() > max {
+            return Err(ActionError::new(
+                ErrorCode::BodyTooLong,
+                format!("body has more than {max} characters"),
+            ));
+        }
+        if body.trim().is_empty() {
+            return Err(ActionError::new(ErrorCode::Invalid, "body is empty"));
+        }
+        if let Err(wait) = self
+            .bucket
+            .take(io.ctx.cfg.message_rate, io.ctx.cfg.message_burst)
+        {
+            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            io.send(&ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "more than {} messages per second; retry in {ms} ms",
+                    io.ctx.cfg.message_rate
+                ),
+                reference,
+                retry_after_ms: Some(ms),
+            })
+            .await;
+            return Ok(());
+        }
+        // Queued, not committed: the ack (or the refusal) comes from the hub after commit.
+        io.ctx
+            .store
+            .append(AppendRequest {
+                sender: user.id,
+                conversation,
+                local_id,
+                body,
+                kind: MessageKind::Text,
+                origin: Origin {
+                    tag: io.client.0,
+                    reference,
+                },
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn token_code(err: TokenError) -> ErrorCode {
+    match err {
+        TokenError::Expired => ErrorCode::TokenExpired,
+        TokenError::Invalid => ErrorCode::TokenInvalid,
+    }
+}
+
+/// The monotonic instant at which a token expiring at `expires_at` (wall clock) expires.
+fn deadline_of(expires_at: i64) -> Instant {
+    let left = expires_at.saturating_sub(auth::now_ms()).max(0);
+    Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0))
+}
+
+/// `history`: a page before `before`, ascending.
+async fn history(
+    user: &UserInfo,
+    conversation: ConversationId,
+    before: Option<Seq>,
+    limit: Option<u32>,
+    reference: Ref,
+    io: Io<'_>,
+) -> Result<(), ActionError> {
+    let limit = limit.unwrap_or(50).clamp(1, HISTORY_MAX) as usize;
+    let (messages, has_more) = io
+        .ctx
+        .store
+        .history(user.id, conversation, before, limit)
+        .await?;
+    io.send(&ServerMsg::History {
+        conversation,
+        messages,
+        has_more,
+        reference,
+    })
+    .await;
+    Ok(())
+}
+
+/// `sync`: replays what the client missed, then hands over to live delivery (see
+/// `hub::chat` for why there is no gap and no duplicate).
+async fn sync(
+    user: &UserInfo,
+    cursors: BTreeMap<ConversationId, Seq>,
+    reference: Ref,
+    io: Io<'_>,
+) -> Result<(), ActionError> {
+    let (tx, rx) = oneshot::channel();
+    io.hub(Command::Chat(Box::new(ChatCommand::Hold {
+        client: io.client,
+        reply: tx,
+    })))
+    .await;
+    let Ok(Some(live)) = rx.await else {
+        return Err(ActionError::new(ErrorCode::Unavailable, "not attached"));
+    };
+    for conversation in cursors.keys() {
+        if !live.iter().any(|l| l.conversation == *conversation) {
+            io.error(
+                ErrorCode::NotMember,
+                format!("not a member of conversation {conversation}"),
+                reference.clone(),
+            )
+            .await;
+        }
+    }
+    let mut upto: BTreeMap<ConversationId, Seq> = BTreeMap::new();
+    loop {
+        for l in &live {
+            let start = match upto.get(&l.conversation) {
+                Some(done) => Some(*done),
+                None => cursors.get(&l.conversation).copied(),
+            };
+            let sent = replay(user, l, start, io).await?;
+            if let Some(sent) = sent {
+                upto.insert(l.conversation, sent);
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        io.hub(Command::Chat(Box::new(ChatCommand::SyncDone {
+            client: io.client,
+            upto: upto.clone(),
+            reference: reference.clone(),
+            reply: tx,
+        })))
+        .await;
+        match rx.await {
+            Ok(SyncEnd::Again) => continue,
+            Ok(SyncEnd::Done) | Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// Replays one conversation from `after` (None: only the latest few), skipping what was
+/// delivered live; returns the newest `seq` it read.
+async fn replay(
+    user: &UserInfo,
+    live: &Live,
+    after: Option<Seq>,
+    io: Io<'_>,
+) -> Result<Option<Seq>, ActionError> {
+    let store = &io.ctx.store;
+    let mut after = match after {
+        Some(after) => after,
+        None => {
+            // No cursor: the latest few only; older ones come from history.
+            let latest = io.ctx.cfg.sync_latest;
+            let (page, _) = store
+                .history(user.id, live.conversation, None, latest.max(1))
+                .await?;
+            let Some(first) = page.first() else {
+                return Ok(None);
+            };
+            Seq(first.seq.0.saturating_sub(1))
+        }
+    };
+    let mut newest = None;
+    loop {
+        let batch = store
+            .messages_after(user.id, live.conversation, after, REPLAY_BATCH)
+            .await?;
+        let Some(last) = batch.last() else {
+            return Ok(newest);
+        };
+        after = last.seq;
+        newest = Some(last.seq);
+        let full = batch.len() == REPLAY_BATCH;
+        let messages: Vec<MessageView> = batch
+            .into_iter()
+            .filter(|m| !(m.seq > live.since && m.seq <= live.last))
+            .collect();
+        if !messages.is_empty()
+            && !io
+                .send(&ServerMsg::SyncBatch {
+                    conversation: live.conversation,
+                    messages,
+                })
+                .await
+        {
+            return Err(ActionError::new(
+                ErrorCode::Unavailable,
+                "connection closed",
+            ));
+        }
+        if !full {
+            return Ok(newest);
+        }
+    }
+}

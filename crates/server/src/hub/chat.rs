@@ -1,0 +1,615 @@
+//! The chat side of the hub: which user each connection is, which conversations it receives,
+//! and turning the store's committed events into frames for the right connections.
+//!
+//! Everything here runs on the hub task, in the order the store committed it: the store
+//! hands its events to the hub through one channel, so a connection that attaches, a member
+//! added, and a message posted are applied in exactly the order they happened, and every
+//! member sees a conversation's messages in `seq` order.
+//!
+//! **Sync without gap or duplicate.** While a connection replays what it missed, the hub
+//! *holds* it: it takes it out of the live routes and buffers what would have been delivered.
+//! The hold answers with what was already delivered live (per conversation, the range
+//! `(since, last]`), so the replay skips exactly that; when the replay is done the buffered
+//! frames newer than what the replay sent are flushed and live delivery resumes. A buffer
+//! that grows past its bound is dropped and the replay asked to run again from where it
+//! ended (the dropped messages are committed, so the store has them).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use bytes::Bytes;
+use chatgroup_protocol::{
+    ConversationId, ConversationInfo, ConversationKind, ErrorCode, Ref, Seq, ServerMsg, UserId,
+};
+use chatgroup_store::Committed;
+use tokio::sync::oneshot;
+
+use super::routes::Routes;
+use super::Hub;
+use crate::metrics;
+
+use crate::ids::ClientId;
+use crate::wire;
+
+/// Most frames buffered for one held connection before the replay is asked to run again.
+const HELD_MAX_FRAMES: usize = 8192;
+
+/// A chat request to the hub (see [`super::Command::Chat`]).
+#[derive(Debug)]
+#[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // travels boxed (`Command::Chat`)
+pub enum ChatCommand {
+    /// A chat socket opened: it must authenticate by `auth_by` or be closed with 1008.
+    Open {
+        /// The connection.
+        client: ClientId,
+        /// Its authentication deadline.
+        auth_by: Instant,
+    },
+    /// The connection presented a valid token; the session is attaching it in the store.
+    /// `reply` gets the user's conversations when the store's `Attached` event arrives.
+    Authenticated {
+        /// The connection.
+        client: ClientId,
+        /// When its token expires.
+        expires: Instant,
+        /// How long it has to renew an expired token before it is closed with 4001.
+        renew: std::time::Duration,
+        /// Answered with the conversations it now receives.
+        reply: oneshot::Sender<Vec<ConversationId>>,
+    },
+    /// The connection renewed its token.
+    Renewed {
+        /// The connection.
+        client: ClientId,
+        /// When the new token expires.
+        expires: Instant,
+    },
+    /// A sync starts: hold live delivery; answered with what was delivered live already
+    /// (`None` if the connection is not attached).
+    Hold {
+        /// The connection.
+        client: ClientId,
+        /// The answer.
+        reply: oneshot::Sender<Option<Vec<Live>>>,
+    },
+    /// The sync's replay is done up to `upto`; flush, send `synced`, resume live delivery.
+    SyncDone {
+        /// The connection.
+        client: ClientId,
+        /// Per conversation, the newest `seq` the replay sent.
+        upto: BTreeMap<ConversationId, Seq>,
+        /// The sync request's `ref`, echoed in `synced`.
+        reference: Ref,
+        /// Whether the replay must run again.
+        reply: oneshot::Sender<SyncEnd>,
+    },
+    /// The store committed something.
+    Committed(Committed),
+}
+
+/// What a sync skips: messages of `conversation` with `since < seq <= last` were delivered
+/// live to this connection already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The newest `seq` committed before live delivery began.
+    pub since: Seq,
+    /// The newest `seq` delivered live.
+    pub last: Seq,
+}
+
+/// How a replay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncEnd {
+    /// Live delivery resumed with no gap; `synced` was sent.
+    Done,
+    /// Too much arrived during the replay: replay again from where it stopped.
+    Again,
+}
+
+/// A deadline the hub enforces for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// Not authenticated yet: close 1008 when it passes.
+    Auth,
+    /// The access token expires: tell the client, then allow an auth timeout to renew.
+    TokenExpiry,
+    /// The token expired and was not renewed: close 4001.
+    Renew,
+}
+
+/// What the hub must do for a deadline that passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+    /// Send this frame (the `token_expired` error).
+    Send(Bytes),
+}
+
+#[derive(Debug)]
+struct ChatClient {
+    user: UserId,
+    /// Conversations this connection receives, each with the last `seq` committed before it
+    /// started receiving it live.
+    joined: Vec<(ConversationId, Seq)>,
+    /// Present while a sync replays: what live delivery would have sent meanwhile.
+    held: Option<Box<Held>>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    frames: Vec<(ConversationId, Seq, Bytes)>,
+    overflowed: bool,
+}
+
+/// The hub's chat state.
+#[derive(Debug, Default)]
+pub(crate) struct Chat {
+    /// Live routes of chat conversations (held connections are not in them).
+    routes: Routes,
+    clients: HashMap<ClientId, ChatClient>,
+    users: HashMap<UserId, Vec<ClientId>>,
+    /// Connections waiting for their `Attached` event, with the reply to their session.
+    pending: HashMap<ClientId, oneshot::Sender<Vec<ConversationId>>>,
+    /// The newest `seq` the hub has delivered per conversation (only conversations with
+    /// traffic since startup).
+    last: HashMap<ConversationId, Seq>,
+    /// Connections in a sync replay.
+    holding: BTreeSet<ClientId>,
+    deadlines: BTreeSet<(Instant, ClientId)>,
+    deadline_of: HashMap<ClientId, (Instant, Deadline)>,
+    /// How long a connection has to renew an expired token (the server's auth timeout).
+    renew_window: std::time::Duration,
+}
+
+impl Chat {
+    /// Expects the `Attached` event for `client`; `reply` gets its conversations then.
+    pub(crate) fn expect_attach(
+        &mut self,
+        client: ClientId,
+        reply: oneshot::Sender<Vec<ConversationId>>,
+    ) {
+        self.pending.insert(client, reply);
+    }
+
+    /// Sets (or replaces) the connection's deadline.
+    pub(crate) fn set_deadline(&mut self, client: ClientId, at: Instant, kind: Deadline) {
+        if let Some((old, _)) = self.deadline_of.insert(client, (at, kind)) {
+            self.deadlines.remove(&(old, client));
+        }
+        self.deadlines.insert((at, client));
+    }
+
+    /// The earliest deadline, for the hub's timer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(at, _)| *at)
+    }
+
+    /// Deadlines that passed by `now`, with what to do for each.
+    pub(crate) fn expired(
+        &mut self,
+        now: Instant,
+        renew_window: std::time::Duration,
+    ) -> Vec<(ClientId, Expired)> {
+        let mut out = Vec::new();
+        while let Some(&(at, client)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some((_, kind)) = self.deadline_of.remove(&client) else {
+                continue;
+            };
+            match kind {
+                Deadline::Auth => {
+                    out.push((client, Expired::Close(1008, "authentication timed out")))
+                }
+                Deadline::Renew => out.push((client, Expired::Close(4001, "token expired"))),
+                Deadline::TokenExpiry => {
+                    let msg = ServerMsg::error(
+                        ErrorCode::TokenExpired,
+                        "access token expired; send a fresh one with auth",
+                        None,
+                    );
+                    out.push((client, Expired::Send(wire::json(&msg))));
+                    self.set_deadline(client, now + renew_window, Deadline::Renew);
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets a connection everywhere.
+    pub(crate) fn remove(&mut self, client: ClientId) {
+        self.pending.remove(&client);
+        if let Some((at, _)) = self.deadline_of.remove(&client) {
+            self.deadlines.remove(&(at, client));
+        }
+        self.holding.remove(&client);
+        self.routes.remove_client(client);
+        if let Some(c) = self.clients.remove(&client) {
+            if let Some(list) = self.users.get_mut(&c.user) {
+                list.retain(|x| *x != client);
+                if list.is_empty() {
+                    self.users.remove(&c.user);
+                }
+            }
+        }
+    }
+
+    /// Starts a hold for a sync; returns what was already delivered live. `None` if the
+    /// connection is not attached.
+    pub(crate) fn hold(&mut self, client: ClientId) -> Option<Vec<Live>> {
+        let c = self.clients.get_mut(&client)?;
+        if c.held.is_none() {
+            c.held = Some(Box::default());
+            self.holding.insert(client);
+            for (conversation, _) in &c.joined {
+                self.routes.leave(client, *conversation);
+            }
+        }
+        let live = c
+            .joined
+            .iter()
+            .map(|&(conversation, since)| Live {
+                conversation,
+                since,
+                last: self
+                    .last
+                    .get(&conversation)
+                    .copied()
+                    .unwrap_or(since)
+                    .max(since),
+            })
+            .collect();
+        Some(live)
+    }
+
+    /// Ends a hold after a replay that sent up to `upto` per conversation. On
+    /// [`SyncEnd::Done`] the held frames newer than the replay and then `synced` go to `send`.
+    pub(crate) fn sync_done(
+        &mut self,
+        client: ClientId,
+        upto: &BTreeMap<ConversationId, Seq>,
+        reference: Ref,
+        send: &mut dyn FnMut(ClientId, Bytes),
+    ) -> SyncEnd {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return SyncEnd::Done;
+        };
+        let Some(held) = c.held.take() else {
+            return SyncEnd::Done;
+        };
+        if held.overflowed {
+            c.held = Some(Box::default());
+            return SyncEnd::Again;
+        }
+        self.holding.remove(&client);
+        let mut cursors = BTreeMap::new();
+        for &(conversation, since) in &c.joined {
+            let live = self
+                .last
+                .get(&conversation)
+                .copied()
+                .unwrap_or(since)
+                .max(since);
+            let replayed = upto.get(&conversation).copied().unwrap_or(Seq::ZERO);
+            cursors.insert(conversation, live.max(replayed));
+        }
+        for (conversation, seq, frame) in held.frames {
+            let cursor = cursors.entry(conversation).or_insert(Seq::ZERO);
+            if seq > upto.get(&conversation).copied().unwrap_or(Seq::ZERO) {
+                send(client, frame);
+                *cursor = (*cursor).max(seq);
+            }
+        }
+        for &(conversation, _) in &c.joined {
+            self.routes.join(client, conversation);
+        }
+        send(
+            client,
+            wire::json(&ServerMsg::Synced { cursors, reference }),
+        );
+        SyncEnd::Done
+    }
+
+    /// Applies one committed event; frames for connections go to `send`.
+    pub(crate) fn committed(&mut self, event: Committed, send: &mut dyn FnMut(ClientId, Bytes)) {
+        match event {
+            Committed::Message { message, origin } => {
+                let conversation = message.conversation;
+                let seq = message.seq;
+                self.last.insert(conversation, seq);
+                let sender = origin.as_ref().map(|o| ClientId(o.tag));
+                if let Some(client) = sender {
+                    if let Some(local_id) = &message.local_id {
+                        let ack = ServerMsg::Ack {
+                            conversation,
+                            local_id: local_id.clone(),
+                            id: message.id,
+                            seq,
+                            ts: message.ts,
+                            duplicate: false,
+                        };
+                        send(client, wire::json(&ack));
+                    }
+                }
+                let frame = wire::json(&ServerMsg::NewMessage(message));
+                for member in self.routes.members(conversation) {
+                    if Some(member) != sender {
+                        send(member, frame.clone());
+                    }
+                }
+                self.buffer_for_held(conversation, seq, &frame, sender);
+            }
+            Committed::Duplicate { message, origin } => {
+                if let Some(local_id) = message.local_id.clone() {
+                    let ack = ServerMsg::Ack {
+                        conversation: message.conversation,
+                        local_id,
+                        id: message.id,
+                        seq: message.seq,
+                        ts: message.ts,
+                        duplicate: true,
+                    };
+                    send(ClientId(origin.tag), wire::json(&ack));
+                }
+            }
+            Committed::Rejected {
+                origin,
+                conversation,
+                local_id,
+                error,
+            } => {
+                let msg = ServerMsg::error(
+                    error.code(),
+                    format!("send {local_id:?} to conversation {conversation}: {error}"),
+                    origin.reference.or(Some(local_id)),
+                );
+                send(ClientId(origin.tag), wire::json(&msg));
+            }
+            Committed::MembersAdded {
+                conversation,
+                users,
+            } => {
+                for user in &users {
+                    for client in self.users.get(user).cloned().unwrap_or_default() {
+                        self.join(client, conversation.id);
+                    }
+                }
+                self.announce(&conversation, send);
+            }
+            Committed::MemberRemoved { conversation, user } => {
+                let frame = wire::json(&ServerMsg::ConversationRemoved { conversation });
+                for client in self.users.get(&user).cloned().unwrap_or_default() {
+                    self.leave(client, conversation);
+                    send(client, frame.clone());
+                }
+            }
+            Committed::ConversationChanged { conversation } => self.announce(&conversation, send),
+            Committed::Attached {
+                tag,
+                user,
+                conversations,
+            } => {
+                let client = ClientId(tag);
+                let Some(reply) = self.pending.remove(&client) else {
+                    // The connection closed before its attach was committed.
+                    return;
+                };
+                self.clients.entry(client).or_insert(ChatClient {
+                    user,
+                    joined: Vec::new(),
+                    held: None,
+                });
+                let users = self.users.entry(user).or_default();
+                if !users.contains(&client) {
+                    users.push(client);
+                }
+                for conversation in &conversations {
+                    self.join(client, *conversation);
+                }
+                if matches!(self.deadline_of.get(&client), Some((_, Deadline::Auth))) {
+                    if let Some((at, _)) = self.deadline_of.remove(&client) {
+                        self.deadlines.remove(&(at, client));
+                    }
+                }
+                let _ = reply.send(conversations);
+            }
+        }
+    }
+
+    /// Sends a conversation's new state to every connection of its members, each seeing a
+    /// direct chat named after the other person.
+    fn announce(&self, info: &ConversationInfo, send: &mut dyn FnMut(ClientId, Bytes)) {
+        let mut group_frame = None;
+        for member in &info.members {
+            let Some(clients) = self.users.get(&member.id) else {
+                continue;
+            };
+            let frame = if info.kind == ConversationKind::Direct {
+                wire::json(&ServerMsg::Conversation {
+                    conversation: chatgroup_store::for_viewer(info, member.id),
+                    reference: None,
+                })
+            } else {
+                group_frame
+                    .get_or_insert_with(|| {
+                        wire::json(&ServerMsg::Conversation {
+                            conversation: info.clone(),
+                            reference: None,
+                        })
+                    })
+                    .clone()
+            };
+            for client in clients {
+                send(*client, frame.clone());
+            }
+        }
+    }
+
+    /// Starts live delivery of `conversation` to `client`. Events reach the hub in commit
+    /// order, so the newest `seq` the hub has seen is exactly the last one committed before
+    /// this point: everything after it is delivered live. (No traffic since startup means
+    /// everything was committed before: nothing delivered live yet.)
+    fn join(&mut self, client: ClientId, conversation: ConversationId) {
+        let since = self.last.get(&conversation).copied().unwrap_or(Seq::ZERO);
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        if c.joined.iter().any(|(id, _)| *id == conversation) {
+            return;
+        }
+        c.joined.push((conversation, since));
+        if c.held.is_none() {
+            self.routes.join(client, conversation);
+        }
+    }
+
+    fn leave(&mut self, client: ClientId, conversation: ConversationId) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        c.joined.retain(|(id, _)| *id != conversation);
+        if let Some(held) = &mut c.held {
+            held.frames.retain(|(id, _, _)| *id != conversation);
+        }
+        self.routes.leave(client, conversation);
+    }
+
+    fn buffer_for_held(
+        &mut self,
+        conversation: ConversationId,
+        seq: Seq,
+        frame: &Bytes,
+        sender: Option<ClientId>,
+    ) {
+        for client in &self.holding {
+            if Some(*client) == sender {
+                continue;
+            }
+            let Some(c) = self.clients.get_mut(client) else {
+                continue;
+            };
+            if !c.joined.iter().any(|(id, _)| *id == conversation) {
+                continue;
+            }
+            if let Some(held) = &mut c.held {
+                if held.overflowed {
+                    continue;
+                }
+                if held.frames.len() >= HELD_MAX_FRAMES {
+                    held.frames = Vec::new();
+                    held.overflowed = true;
+                } else {
+                    held.frames.push((conversation, seq, frame.clone()));
+                }
+            }
+        }
+    }
+
+    /// The user a connection is attached as.
+    pub(crate) fn user_of(&self, client: ClientId) -> Option<UserId> {
+        self.clients.get(&client).map(|c| c.user)
+    }
+}
+
+impl Hub {
+    /// Handles a chat command; frames go out through the one delivery policy.
+    pub(super) fn on_chat(&mut self, cmd: ChatCommand) {
+        let mut out = std::mem::take(&mut self.chat_out);
+        let mut send = |client: ClientId, frame: Bytes| out.push((client, frame));
+        match cmd {
+            ChatCommand::Open { client, auth_by } => {
+                if self.outboxes.contains_key(&client) {
+                    self.chat.set_deadline(client, auth_by, Deadline::Auth);
+                }
+            }
+            ChatCommand::Authenticated {
+                client,
+                expires,
+                renew,
+                reply,
+            } => {
+                if self.outboxes.contains_key(&client) {
+                    self.chat.renew_window = renew;
+                    self.chat.expect_attach(client, reply);
+                    self.chat
+                        .set_deadline(client, expires, Deadline::TokenExpiry);
+                }
+            }
+            ChatCommand::Renewed { client, expires } => {
+                if self.chat.user_of(client).is_some() {
+                    self.chat
+                        .set_deadline(client, expires, Deadline::TokenExpiry);
+                }
+            }
+            ChatCommand::Hold { client, reply } => {
+                let _ = reply.send(self.chat.hold(client));
+            }
+            ChatCommand::SyncDone {
+                client,
+                upto,
+                reference,
+                reply,
+            } => {
+                let end = self.chat.sync_done(client, &upto, reference, &mut send);
+                let _ = reply.send(end);
+            }
+            ChatCommand::Committed(event) => {
+                metrics::inc(&self.metrics.chat_events);
+                self.chat.committed(event, &mut send);
+            }
+        }
+        self.deliver_all(&mut out);
+        self.chat_out = out;
+    }
+
+    /// Closes or warns the connections whose deadline passed.
+    pub(super) fn chat_deadlines(&mut self) {
+        let now = Instant::now();
+        let renew = self.chat.renew_window;
+        for (client, what) in self.chat.expired(now, renew) {
+            let Some(outbox) = self.outboxes.get(&client) else {
+                continue;
+            };
+            match what {
+                Expired::Close(code, reason) => {
+                    let code = rfc6455::CloseCode(code);
+                    self.metrics.count_client_close(code);
+                    outbox.close(wire::close(code, reason), false);
+                }
+                Expired::Send(frame) => {
+                    let mut out = vec![(client, frame)];
+                    self.deliver_all(&mut out);
+                }
+            }
+        }
+    }
+
+    /// Delivers each frame to its connection (unknown ones are skipped: they closed).
+    fn deliver_all(&mut self, out: &mut Vec<(ClientId, Bytes)>) {
+        if out.is_empty() {
+            return;
+        }
+        let pace = self.pace();
+        let grace = self.cfg.slow_consumer_grace;
+        let mut evict = Vec::new();
+        let mut delivered = 0u64;
+        for (client, frame) in out.drain(..) {
+            let Some(outbox) = self.outboxes.get(&client) else {
+                continue;
+            };
+            let delivery = outbox.deliver(frame, pace, grace, &self.metrics);
+            delivered += u64::from(delivery.delivered());
+            super::settle(&mut self.suspects, &mut evict, client, delivery);
+        }
+        metrics::add(&self.metrics.chat_deliveries, delivered);
+        for client in evict {
+            self.evict(client);
+        }
+    }
+}
