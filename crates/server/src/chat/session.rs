@@ -359,6 +359,9 @@ impl Session {
             expires_at,
         })
         .await;
+        // Live delivery starts only now, so `ready` is the first thing the client reads.
+        io.hub(Command::Chat(Box::new(ChatCommand::Release { client: io.client })))
+            .await;
         Outcome::Continue
     }
 

@@ -84,6 +84,11 @@ pub enum ChatCommand {
         /// Whether the replay must run again.
         reply: oneshot::Sender<SyncEnd>,
     },
+    /// The session has sent `ready`: start live delivery.
+    Release {
+        /// The connection.
+        client: ClientId,
+    },
     /// The store committed something.
     Committed(Committed),
 }
@@ -268,6 +273,32 @@ impl Chat {
         Some(live)
     }
 
+    /// Ends the hold that began at attach, once the session has sent `ready`: what arrived
+    /// meanwhile goes out, then live delivery starts. If the buffer overflowed, live
+    /// delivery starts from now and the dropped messages count as not delivered (a sync
+    /// replays them).
+    pub(crate) fn release(&mut self, client: ClientId, send: &mut dyn FnMut(ClientId, Bytes)) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        let Some(held) = c.held.take() else {
+            return;
+        };
+        self.holding.remove(&client);
+        if held.overflowed {
+            for (conversation, since) in &mut c.joined {
+                *since = self.last.get(conversation).copied().unwrap_or(*since);
+            }
+        } else {
+            for (_, _, frame) in held.frames {
+                send(client, frame);
+            }
+        }
+        for &(conversation, _) in &c.joined {
+            self.routes.join(client, conversation);
+        }
+    }
+
     /// Ends a hold after a replay that sent up to `upto` per conversation. On
     /// [`SyncEnd::Done`] the held frames newer than the replay and then `synced` go to `send`.
     pub(crate) fn sync_done(
@@ -400,11 +431,13 @@ impl Chat {
                     // The connection closed before its attach was committed.
                     return;
                 };
+                // Held until the session has sent `ready`, so nothing arrives before it.
                 self.clients.entry(client).or_insert(ChatClient {
                     user,
                     joined: Vec::new(),
-                    held: None,
+                    held: Some(Box::default()),
                 });
+                self.holding.insert(client);
                 let users = self.users.entry(user).or_default();
                 if !users.contains(&client) {
                     users.push(client);
@@ -559,6 +592,7 @@ impl Hub {
                 let end = self.chat.sync_done(client, &upto, reference, &mut send);
                 let _ = reply.send(end);
             }
+            ChatCommand::Release { client } => self.chat.release(client, &mut send),
             ChatCommand::Committed(event) => {
                 metrics::inc(&self.metrics.chat_events);
                 self.chat.committed(event, &mut send);
