@@ -360,8 +360,10 @@ impl Session {
         })
         .await;
         // Live delivery starts only now, so `ready` is the first thing the client reads.
-        io.hub(Command::Chat(Box::new(ChatCommand::Release { client: io.client })))
-            .await;
+        io.hub(Command::Chat(Box::new(ChatCommand::Release {
+            client: io.client,
+        })))
+        .await;
         Outcome::Continue
     }
 
