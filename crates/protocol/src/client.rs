@@ -258,7 +258,14 @@ impl ClientMsg {
 
 /// Turns serde's error into a client-facing one, recovering `ref`/`localId` if possible.
 fn explain(text: &str, err: &serde_json::Error) -> ParseError {
-    let Ok(envelope) = serde_json::from_str::<Envelope>(text) else {
+    // serde reads a struct from an array too; only an object is a message.
+    let object = text.trim_start().starts_with('{');
+    let envelope = if object {
+        serde_json::from_str::<Envelope>(text).ok()
+    } else {
+        None
+    };
+    let Some(envelope) = envelope else {
         return ParseError {
             code: ErrorCode::Malformed,
             message: if err.is_syntax() || err.is_eof() {

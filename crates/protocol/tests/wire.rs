@@ -72,6 +72,8 @@ fn errors_name_what_was_wrong_and_keep_the_ref() {
 
     let e = ClientMsg::parse("[1,2]").unwrap_err();
     assert_eq!(e.code, ErrorCode::Malformed);
+    assert_eq!(e.reference, None, "an array is not read as a struct");
+    assert!(e.message.contains("object"), "{}", e.message);
 
     let e = ClientMsg::parse(r#"{"type":"shout","ref":"a"}"#).unwrap_err();
     assert_eq!(e.code, ErrorCode::UnknownType);
