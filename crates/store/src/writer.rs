@@ -294,7 +294,11 @@ impl Writer {
             // Safe only here: between batches nothing in the cache is dirty.
             self.cache.clear();
         }
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            events: Vec::with_capacity(cmds.len() + cmds.len() / 2),
+            replies: Vec::with_capacity(cmds.len()),
+            ..Batch::default()
+        };
         let began = exec(&self.conn, "BEGIN IMMEDIATE");
         if let Err(e) = began {
             let err = StoreError::Db(e.to_string());
@@ -666,10 +670,12 @@ impl Writer {
         }
         let seq = state.last_seq.next();
         let ts = now_ms().max(state.last_ts);
+        // A plain INSERT: the unique index on (sender, local_id) refuses a duplicate by
+        // itself, and only then do we look for the original. (ON CONFLICT DO NOTHING would
+        // pay an extra index probe on every append to save work on the rare retry.)
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO messages (conversation_id, seq, ts, sender, kind, body, local_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (sender, local_id) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let inserted = stmt.execute(params![
             sql(req.conversation.0),
@@ -679,13 +685,18 @@ impl Writer {
             kind_to_sql(req.kind),
             req.body,
             req.local_id,
-        ])?;
-        if inserted == 0 {
-            // (sender, local_id) is taken: by an earlier batch or earlier in this one.
-            return match queries::message_by_local_id(&self.conn, req.sender, &req.local_id)? {
-                Some(original) => Ok(Appended::Duplicate(original)),
-                None => Err(StoreError::Db("duplicate local id without its message".into()).into()),
-            };
+        ]);
+        if let Err(e) = inserted {
+            // Taken by an earlier batch or earlier in this one? Then it is a retry. A failed
+            // statement is undone by SQLite on its own, so the batch goes on.
+            if is_unique_violation(&e) {
+                if let Some(original) =
+                    queries::message_by_local_id(&self.conn, req.sender, &req.local_id)?
+                {
+                    return Ok(Appended::Duplicate(original));
+                }
+            }
+            return Err(e.into());
         }
         let id = MessageId(unsql(self.conn.last_insert_rowid()));
         state.last_seq = seq;
