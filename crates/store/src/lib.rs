@@ -24,19 +24,24 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! # async fn run() -> Result<(), chatgroup_store::StoreError> {
+//! ```
 //! use chatgroup_store::{Committed, Store, StoreConfig};
 //!
-//! let store = Store::open(StoreConfig::new("data"), Box::new(|event: Committed| {
-//!     // Forward to the hub, in commit order.
-//!     let _ = event;
-//! }))?;
+//! # let dir = tempfile::tempdir().unwrap();
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let (hub, mut events) = std::sync::mpsc::channel();
+//! // Runs on the writer thread after each commit; forward to the hub, in commit order.
+//! let sink = Box::new(move |event: Committed| drop(hub.send(event)));
+//! let store = Store::open(StoreConfig::new(dir.path()), sink)?;
+//!
 //! let alice = store.create_user("alice", "<argon2 hash>").await?;
 //! let group = store.create_group(alice.id, "friends", &[]).await?;
 //! assert_eq!(group.last_seq.0, 1); // the "created" system message
+//! assert!(matches!(events.try_recv(), Ok(Committed::MembersAdded { .. })));
+//! assert!(matches!(events.try_recv(), Ok(Committed::Message { .. })));
 //! store.close().await;
-//! # Ok(()) }
+//! # Ok::<(), chatgroup_store::StoreError>(())
+//! # }).unwrap();
 //! ```
 
 #![forbid(unsafe_code)]

@@ -53,7 +53,10 @@ impl Store {
     /// `cfg.readers` read-only connections.
     ///
     /// `sink` is called on the writer thread after each batch commits, once per event, in
-    /// commit order. If it blocks, the writer waits: that is the intended backpressure.
+    /// commit order. If it blocks, the writer waits: that is the intended backpressure. So
+    /// the sink must never wait on anything that itself waits for room in the store's queue
+    /// (a hub that awaits [`Store::append`] while the sink blocks on the hub's inbox would
+    /// deadlock the two): whoever consumes the events must not write to the store inline.
     ///
     /// # Errors
     ///

@@ -48,7 +48,7 @@ pub struct UserAuth {
 ///
 /// [`ConversationInfo`]s in events are the conversation as nobody in particular sees it:
 /// `unread` is 0, and a direct chat's `name` is empty, since it depends on who looks (use
-/// [`for_viewer`](crate::for_viewer) to fill it in).
+/// [`for_viewer`] to fill it in).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
     /// A new message (text or system), per conversation in seq order. `origin` is `Some` for
