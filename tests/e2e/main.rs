@@ -7,6 +7,7 @@ mod support;
 
 mod backpressure;
 mod broadcast;
+mod chat;
 mod client_errors;
 mod garbage;
 mod heartbeat;

@@ -1,0 +1,13 @@
+//! The chat core end to end (issue 8 §7): accounts and tokens, conversations, ACKed sends in
+//! one gap-free order, sync and history, authorization on every action, limits, and
+//! durability across a SIGKILL and a restart. Every test drives its own server on its own
+//! data directory, over real sockets, as a user's client would.
+
+mod client;
+
+mod accounts;
+mod authz;
+mod conversations;
+mod durability;
+mod messaging;
+mod sync;
