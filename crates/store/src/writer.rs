@@ -169,11 +169,21 @@ impl Cache {
         let members = stmt
             .query_map([sql(id.0)], |r| Ok(UserId(unsql(r.get(0)?))))?
             .collect::<rusqlite::Result<HashSet<_>>>()?;
+        // The newest stored message is the truth for the next seq; the row's copy is written
+        // in the same transactions and should agree, but if it ever did not, trusting it
+        // would make every later append collide on (conversation_id, seq).
+        let newest: Option<(i64, Millis)> = conn
+            .prepare_cached(
+                "SELECT seq, ts FROM messages WHERE conversation_id = ?1 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row([sql(id.0)], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (seq, ts) = newest.map_or((0, 0), |(s, t)| (unsql(s), t));
         Ok(Some(slot.insert(ConvState {
             kind: row.kind,
             owner: row.owner,
-            last_seq: row.last_seq,
-            last_ts: row.last_ts,
+            last_seq: Seq(seq.max(row.last_seq.0)),
+            last_ts: ts.max(row.last_ts),
             members,
             dirty: false,
         })))

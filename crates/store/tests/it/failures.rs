@@ -139,3 +139,25 @@ async fn a_failed_commit_fails_the_whole_batch() {
     );
     check_failed_batch(dir.path(), alice, g).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_last_seq_column_does_not_reuse_seqs() {
+    let dir = tempdir();
+    let (alice, g) = setup(dir.path()).await;
+    plant(
+        dir.path(),
+        "UPDATE conversations SET last_seq = 0, last_ts = 0",
+    );
+    let h = open(dir.path());
+    let (m, _) = h
+        .store
+        .append_committed(text(alice, g, "next", "x"))
+        .await
+        .unwrap();
+    assert_eq!(m.seq, Seq(3), "continues after the stored messages");
+    assert_eq!(
+        h.store.last_seq(g).await.unwrap(),
+        Seq(3),
+        "and repairs the column"
+    );
+}
