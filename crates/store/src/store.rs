@@ -302,10 +302,10 @@ impl Store {
     }
 
     /// `by == user`: `user` leaves (any member). Otherwise the owner `by` removes `user`.
-    /// Events: the `Left`/`Removed` system message, then [`Committed::MemberRemoved`]. If the
-    /// owner leaves, the longest-standing remaining member becomes the owner
-    /// ([`Committed::ConversationChanged`] after); the last member leaving leaves an empty,
-    /// ownerless group.
+    /// Events: the `Left`/`Removed` system message, [`Committed::MemberRemoved`], then
+    /// [`Committed::ConversationChanged`] with the remaining members. If the owner leaves, the
+    /// longest-standing remaining member becomes the owner; the last member leaving leaves an
+    /// empty, ownerless group.
     ///
     /// # Errors
     ///

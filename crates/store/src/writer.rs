@@ -1014,9 +1014,10 @@ impl Writer {
             self.conn
                 .prepare_cached("UPDATE conversations SET owner = ?2 WHERE id = ?1")?
                 .execute(params![sql(conversation.0), heir])?;
-            let info = self.neutral_info(conversation, &state)?;
-            events.push(Committed::ConversationChanged { conversation: info });
         }
+        // The remaining members learn the new member list (and owner).
+        let info = self.neutral_info(conversation, &state)?;
+        events.push(Committed::ConversationChanged { conversation: info });
         self.cache.put(conversation, state, true);
         Ok(())
     }

@@ -10,4 +10,5 @@ mod authz;
 mod conversations;
 mod durability;
 mod messaging;
+mod regressions;
 mod sync;

@@ -501,9 +501,9 @@ async fn sync(
                 Some(done) => Some(*done),
                 None => cursors.get(&l.conversation).copied(),
             };
-            let sent = replay(user, l, start, io).await?;
-            if let Some(sent) = sent {
-                upto.insert(l.conversation, sent);
+            // Where the replay got to: the client has everything up to it.
+            if let Some(reached) = replay(user, l, start, io).await? {
+                upto.insert(l.conversation, reached);
             }
         }
         let (tx, rx) = oneshot::channel();
@@ -522,7 +522,8 @@ async fn sync(
 }
 
 /// Replays one conversation from `after` (None: only the latest few), skipping what was
-/// delivered live; returns the newest `seq` it read.
+/// delivered live; returns the position the client has now reached (`None`: nothing to
+/// replay and no cursor given).
 async fn replay(
     user: &UserInfo,
     live: &Live,
@@ -544,7 +545,7 @@ async fn replay(
             Seq(first.seq.0.saturating_sub(1))
         }
     };
-    let mut newest = None;
+    let mut newest = (after > Seq::ZERO).then_some(after);
     loop {
         let batch = store
             .messages_after(user.id, live.conversation, after, REPLAY_BATCH)

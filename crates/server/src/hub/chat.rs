@@ -138,8 +138,9 @@ pub(crate) enum Expired {
 struct ChatClient {
     user: UserId,
     /// Conversations this connection receives, each with the last `seq` committed before it
-    /// started receiving it live.
-    joined: Vec<(ConversationId, Seq)>,
+    /// started receiving it live (`None`: the hub had seen no message of it since startup,
+    /// so everything it has delivered since was delivered to this connection too).
+    joined: Vec<(ConversationId, Option<Seq>)>,
     /// Present while a sync replays: what live delivery would have sent meanwhile.
     held: Option<Box<Held>>,
 }
@@ -159,9 +160,9 @@ pub(crate) struct Chat {
     users: HashMap<UserId, Vec<ClientId>>,
     /// Connections waiting for their `Attached` event, with the reply to their session.
     pending: HashMap<ClientId, oneshot::Sender<Vec<ConversationId>>>,
-    /// The newest `seq` the hub has delivered per conversation (only conversations with
-    /// traffic since startup).
-    last: HashMap<ConversationId, Seq>,
+    /// The first and the newest `seq` the hub has delivered per conversation (only
+    /// conversations with traffic since startup).
+    seen: HashMap<ConversationId, (Seq, Seq)>,
     /// Connections in a sync replay.
     holding: BTreeSet<ClientId>,
     deadlines: BTreeSet<(Instant, ClientId)>,
@@ -259,15 +260,14 @@ impl Chat {
         let live = c
             .joined
             .iter()
-            .map(|&(conversation, since)| Live {
-                conversation,
-                since,
-                last: self
-                    .last
-                    .get(&conversation)
-                    .copied()
-                    .unwrap_or(since)
-                    .max(since),
+            .map(|&(conversation, since)| {
+                let (since, last) =
+                    live_range(&self.seen, conversation, since).unwrap_or((Seq::ZERO, Seq::ZERO));
+                Live {
+                    conversation,
+                    since,
+                    last,
+                }
             })
             .collect();
         Some(live)
@@ -287,7 +287,9 @@ impl Chat {
         self.holding.remove(&client);
         if held.overflowed {
             for (conversation, since) in &mut c.joined {
-                *since = self.last.get(conversation).copied().unwrap_or(*since);
+                if let Some(&(_, last)) = self.seen.get(conversation) {
+                    *since = Some(last);
+                }
             }
         } else {
             for (_, _, frame) in held.frames {
@@ -321,12 +323,7 @@ impl Chat {
         self.holding.remove(&client);
         let mut cursors = BTreeMap::new();
         for &(conversation, since) in &c.joined {
-            let live = self
-                .last
-                .get(&conversation)
-                .copied()
-                .unwrap_or(since)
-                .max(since);
+            let live = live_range(&self.seen, conversation, since).map_or(Seq::ZERO, |r| r.1);
             let replayed = upto.get(&conversation).copied().unwrap_or(Seq::ZERO);
             cursors.insert(conversation, live.max(replayed));
         }
@@ -353,7 +350,10 @@ impl Chat {
             Committed::Message { message, origin } => {
                 let conversation = message.conversation;
                 let seq = message.seq;
-                self.last.insert(conversation, seq);
+                self.seen
+                    .entry(conversation)
+                    .and_modify(|(_, last)| *last = seq)
+                    .or_insert((seq, seq));
                 let sender = origin.as_ref().map(|o| ClientId(o.tag));
                 if let Some(client) = sender {
                     if let Some(local_id) = &message.local_id {
@@ -489,7 +489,7 @@ impl Chat {
     /// this point: everything after it is delivered live. (No traffic since startup means
     /// everything was committed before: nothing delivered live yet.)
     fn join(&mut self, client: ClientId, conversation: ConversationId) {
-        let since = self.last.get(&conversation).copied().unwrap_or(Seq::ZERO);
+        let since = self.seen.get(&conversation).map(|&(_, last)| last);
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };
@@ -548,6 +548,18 @@ impl Chat {
     pub(crate) fn user_of(&self, client: ClientId) -> Option<UserId> {
         self.clients.get(&client).map(|c| c.user)
     }
+}
+
+/// The `seq` range `(since, last]` of `conversation` that live delivery has sent to a
+/// connection that joined it at `since`; `None` when it has sent nothing.
+fn live_range(
+    seen: &HashMap<ConversationId, (Seq, Seq)>,
+    conversation: ConversationId,
+    since: Option<Seq>,
+) -> Option<(Seq, Seq)> {
+    let &(first, last) = seen.get(&conversation)?;
+    let since = since.unwrap_or(Seq(first.0.saturating_sub(1)));
+    (last > since).then_some((since, last))
 }
 
 impl Hub {

@@ -300,7 +300,8 @@ async fn only_the_owner_adds_and_removes() {
             user: carol.id
         }
     );
-    assert_eq!(events.len(), 2);
+    assert!(matches!(&events[2], Committed::ConversationChanged { .. }));
+    assert_eq!(events.len(), 3);
     assert!(!h.store.is_member(carol.id, g).await.unwrap());
     assert_eq!(
         h.store.conversation(carol.id, g).await,
@@ -335,7 +336,12 @@ async fn leaving_passes_ownership_to_the_longest_standing_member() {
             user: bob.id
         }
     );
-    assert_eq!(events.len(), 2);
+    // The remaining members learn the new member list.
+    let Committed::ConversationChanged { conversation } = &events[2] else {
+        panic!("{events:?}")
+    };
+    assert!(!conversation.members.iter().any(|m| m.id == bob.id));
+    assert_eq!(events.len(), 3);
     h.store.add_member(alice.id, g, bob.id).await.unwrap();
     h.drain();
 
@@ -611,7 +617,7 @@ async fn attach_reports_memberships_in_commit_order() {
     h.store.attach(bob.id, 9).await.unwrap();
 
     let attached: Vec<_> = h
-        .take(9)
+        .take(10)
         .await
         .into_iter()
         .filter_map(|e| match e {
