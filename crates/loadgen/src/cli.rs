@@ -53,7 +53,7 @@ pub(crate) struct Cli {
     pub(crate) scenario: Scenario,
 }
 
-/// The four scenarios of issue 4.
+/// The four scenarios of issue 4, and the chat protocol's of issue 8.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Scenario {
     /// C connections each keep W messages of S bytes in flight on /echo.
@@ -65,6 +65,135 @@ pub(crate) enum Scenario {
     Idle(IdleArgs),
     /// K connections opened as fast as possible; reports handshakes per second.
     Storm(StormArgs),
+    /// The chat protocol on /ws: registered users, groups, acked sends, fan-out, sync and
+    /// idle authenticated connections (chatgroup only; start it with a high
+    /// --message-rate/--message-burst).
+    Chat(ChatArgs),
+}
+
+/// Options of `chat`: what every mode shares, then the mode.
+#[derive(Debug, Args)]
+pub(crate) struct ChatArgs {
+    /// Registrations in flight (the server hashes at most --password-hashers passwords at
+    /// once; a few more keep its hashers busy).
+    #[arg(long, default_value_t = 4)]
+    pub(crate) register_concurrency: usize,
+    /// Chat connections being opened (handshake, `ready`, `sync`, `synced`) at once.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) concurrency: usize,
+    /// Prefix of the usernames this run registers; default: one unique to this run, so
+    /// runs against the same server never collide.
+    #[arg(long)]
+    pub(crate) user_prefix: Option<String>,
+    /// What to measure.
+    #[command(subcommand)]
+    pub(crate) mode: ChatMode,
+}
+
+/// The chat modes.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ChatMode {
+    /// N senders each keep W sends unacked (or send at a fixed total --rate); acked sends/s
+    /// and ack latency; every member must see every message once, in seq order.
+    Send(ChatSendArgs),
+    /// One sender into a group of M member connections; deliveries/s and per server
+    /// core-second, publish-to-delivery latency; every member sees every message in order.
+    Fanout(ChatFanoutArgs),
+    /// One member misses S messages, then syncs from its cursor: time from `sync` to
+    /// `synced`, and the replay must be exactly those S messages in seq order.
+    Sync(ChatSyncArgs),
+    /// C authenticated, synced connections of U users, each user in three conversations,
+    /// held idle; server RSS per connection.
+    Idle(ChatIdleArgs),
+}
+
+/// Options of `chat send`.
+#[derive(Debug, Args)]
+pub(crate) struct ChatSendArgs {
+    /// Senders (one user and one connection each).
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub(crate) senders: usize,
+    /// Sends in flight (not yet acked) per sender.
+    #[arg(long, short = 'w', default_value_t = 16)]
+    pub(crate) window: usize,
+    /// Body bytes per message.
+    #[arg(long, short = 's', default_value_t = 100)]
+    pub(crate) size: usize,
+    /// Send at this fixed total rate per second (open loop: latency counts from each
+    /// send's scheduled time), with at most --window unacked per sender.
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// Spread the senders over this many groups (1: all in one group, so every message
+    /// also goes to the N-1 other senders; N: each sender alone in its own group).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) groups: usize,
+    /// Seconds to wait after the window for the last acks and deliveries.
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) drain: f64,
+}
+
+/// Options of `chat fanout`.
+#[derive(Debug, Args)]
+pub(crate) struct ChatFanoutArgs {
+    /// Member connections receiving (the sender comes on top).
+    #[arg(long, short = 'm', default_value_t = 1000)]
+    pub(crate) members: usize,
+    /// Users behind those connections, spread round-robin (default: one per connection);
+    /// fewer users register faster, and every connection of a user receives its messages.
+    #[arg(long, short = 'u')]
+    pub(crate) users: Option<usize>,
+    /// Sends not yet acked or not yet delivered to every member.
+    #[arg(long, short = 'w', default_value_t = 16)]
+    pub(crate) window: usize,
+    /// Body bytes per message.
+    #[arg(long, short = 's', default_value_t = 100)]
+    pub(crate) size: usize,
+    /// Seconds to wait after the window for the last deliveries.
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) drain: f64,
+}
+
+/// Options of `chat sync`.
+#[derive(Debug, Args)]
+pub(crate) struct ChatSyncArgs {
+    /// Messages sent while the member is offline.
+    #[arg(long, short = 's', default_value_t = 10_000)]
+    pub(crate) messages: usize,
+    /// Sends in flight while filling.
+    #[arg(long, short = 'w', default_value_t = 128)]
+    pub(crate) window: usize,
+    /// Body bytes per message.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) size: usize,
+    /// Reconnect and sync from the same cursor this many times (the figure is the median).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) repeats: usize,
+}
+
+/// Options of `chat idle`.
+#[derive(Debug, Args)]
+pub(crate) struct ChatIdleArgs {
+    /// Connections to open, authenticate, sync and hold.
+    #[arg(long, short = 'k', default_value_t = 10_000)]
+    pub(crate) conns: usize,
+    /// Users behind them, round-robin (a user may have many connections).
+    #[arg(long, short = 'u', default_value_t = 100)]
+    pub(crate) users: usize,
+    /// Members per group; every user is in three groups.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) group_size: usize,
+    /// Seconds to hold every connection open before reading the server's memory.
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) hold: f64,
+    /// Only register the users and create the groups, then write their names and tokens to
+    /// FILE and stop. Hashing passwords leaves the server's memory inflated, so measure
+    /// with `--accounts FILE` against a server restarted on the same data directory (tokens
+    /// survive restarts).
+    #[arg(long, value_name = "FILE", conflicts_with = "accounts")]
+    pub(crate) prepare: Option<std::path::PathBuf>,
+    /// Use the users a `--prepare` run wrote to FILE instead of registering new ones.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) accounts: Option<std::path::PathBuf>,
 }
 
 /// Options of `echo`.
@@ -215,6 +344,7 @@ impl Cli {
                 ensure!(a.path.starts_with('/'), "--path must start with '/'");
                 a.conns
             }
+            Scenario::Chat(a) => a.validate()?,
         };
         ensure!(
             (1..=MAX_CONNECTIONS).contains(&conns),
@@ -234,6 +364,125 @@ impl Cli {
     /// Bound on connect plus handshake.
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.connect_timeout)
+    }
+}
+
+/// Most users a chat run registers (each costs the server a password hash).
+const MAX_CHAT_USERS: usize = 20_000;
+/// Longest chat message body the generator sends.
+const MAX_CHAT_BODY: usize = 64 * 1024;
+
+impl ChatArgs {
+    /// Checks the mode's bounds; returns the connections it opens.
+    fn validate(&self) -> anyhow::Result<usize> {
+        ensure!(
+            (1..=64).contains(&self.register_concurrency),
+            "--register-concurrency must be 1..=64"
+        );
+        ensure!(self.concurrency >= 1, "--concurrency must be positive");
+        if let Some(prefix) = &self.user_prefix {
+            ensure!(
+                !prefix.is_empty()
+                    && prefix.len() <= 16
+                    && prefix.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && prefix
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+                "--user-prefix must be 1..=16 characters of a-z A-Z 0-9 _ . - starting with a \
+                 letter or digit"
+            );
+        }
+        let window = |w: usize| {
+            ensure!((1..=4096).contains(&w), "--window must be 1..=4096");
+            Ok(())
+        };
+        let size = |s: usize| {
+            ensure!(
+                (1..=MAX_CHAT_BODY).contains(&s),
+                "--size must be 1..={MAX_CHAT_BODY}"
+            );
+            Ok(())
+        };
+        let drain = |d: f64| {
+            ensure!((0.0..=60.0).contains(&d), "--drain must be 0..=60 seconds");
+            Ok(())
+        };
+        let (users, conns) = match &self.mode {
+            ChatMode::Send(a) => {
+                window(a.window)?;
+                size(a.size)?;
+                drain(a.drain)?;
+                if let Some(rate) = a.rate {
+                    ensure!(rate > 0.0 && rate <= 1e6, "--rate must be in (0, 1e6]");
+                }
+                ensure!(
+                    (1..=a.senders.max(1)).contains(&a.groups),
+                    "--groups must be 1..=--senders"
+                );
+                (a.senders, a.senders)
+            }
+            ChatMode::Fanout(a) => {
+                window(a.window)?;
+                size(a.size)?;
+                drain(a.drain)?;
+                let users = a.users.unwrap_or(a.members);
+                ensure!(
+                    (1..=a.members.max(1)).contains(&users),
+                    "--users must be 1..=--members"
+                );
+                (users + 1, a.members + 1)
+            }
+            ChatMode::Sync(a) => {
+                ensure!(
+                    (1..=1_000_000).contains(&a.messages),
+                    "--messages must be 1..=1000000"
+                );
+                window(a.window)?;
+                size(a.size)?;
+                ensure!((1..=100).contains(&a.repeats), "--repeats must be 1..=100");
+                (2, 2)
+            }
+            ChatMode::Idle(a) => {
+                ensure!(
+                    (1..=a.conns.max(1)).contains(&a.users),
+                    "--users must be 1..=--conns"
+                );
+                ensure!(
+                    (2..=1000).contains(&a.group_size),
+                    "--group-size must be 2..=1000"
+                );
+                ensure!(
+                    (0.0..=600.0).contains(&a.hold),
+                    "--hold must be 0..=600 seconds"
+                );
+                (a.users, a.conns)
+            }
+        };
+        ensure!(
+            (1..=MAX_CHAT_USERS).contains(&users),
+            "between 1 and {MAX_CHAT_USERS} users"
+        );
+        Ok(conns)
+    }
+
+    /// Seconds a mode may run past its setup and measured window.
+    pub(crate) fn extra_secs(&self) -> u64 {
+        match &self.mode {
+            ChatMode::Send(a) => a.drain as u64,
+            ChatMode::Fanout(a) => a.drain as u64,
+            ChatMode::Sync(a) => (a.messages / 1000 + 10 * a.repeats) as u64,
+            ChatMode::Idle(a) => a.hold as u64,
+        }
+    }
+
+    /// How many users the run registers (bounds its setup time).
+    pub(crate) fn users(&self) -> usize {
+        match &self.mode {
+            ChatMode::Send(a) => a.senders,
+            ChatMode::Fanout(a) => a.users.unwrap_or(a.members) + 1,
+            ChatMode::Sync(_) => 2,
+            ChatMode::Idle(a) => a.users,
+        }
     }
 }
 
@@ -260,6 +509,22 @@ mod tests {
             parse(&[s]).unwrap();
         }
         parse(&["idle", "-k", "100"]).unwrap();
+        for mode in ["send", "fanout", "sync"] {
+            parse(&["chat", mode]).unwrap();
+        }
+        parse(&["chat", "idle", "-k", "1000", "-u", "10"]).unwrap();
+    }
+
+    #[test]
+    fn chat_options_are_checked() {
+        assert!(parse(&["chat", "send", "--groups", "0"]).is_err());
+        assert!(parse(&["chat", "send", "-n", "10", "--groups", "11"]).is_err());
+        assert!(parse(&["chat", "fanout", "-m", "10", "-u", "11"]).is_err());
+        assert!(parse(&["chat", "--user-prefix", "-x", "sync"]).is_err());
+        assert!(parse(&["chat", "--user-prefix", "a b", "sync"]).is_err());
+        assert!(parse(&["chat", "sync", "--messages", "0"]).is_err());
+        parse(&["chat", "--user-prefix", "run1", "send", "--rate", "10000"]).unwrap();
+        assert!(parse(&["chat", "idle", "--prepare", "a", "--accounts", "a"]).is_err());
     }
 
     #[test]

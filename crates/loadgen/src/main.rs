@@ -11,6 +11,10 @@
 //! | `fanout` | deliveries/s and publish-to-receipt p50/p99 to N subscribers; exactly-once, in order |
 //! | `idle` | server RSS per held connection |
 //! | `storm` | handshakes/s and failures |
+//! | `chat send` | acked sends/s and ack latency, N senders x W unacked (or a fixed rate) |
+//! | `chat fanout` | deliveries/s of stored messages to M member connections |
+//! | `chat sync` | time from `sync` to `synced` after S missed messages; exactly those S, in order |
+//! | `chat idle` | server RSS per authenticated, synced connection in three conversations |
 //!
 //! Each run prints one JSON line on stdout and a table on stderr. With `--server-pid`, the
 //! server's CPU time and RSS are read from /proc, so every rate is also given per server
@@ -77,6 +81,8 @@ fn run(cli: &Cli) -> anyhow::Result<report::Report> {
         + cli.connect_timeout() * 4
         + Duration::from_secs(match &cli.scenario {
             Scenario::Idle(a) => 60 + a.hold as u64,
+            // Registering users costs the server a password hash each (tens of ms).
+            Scenario::Chat(a) => 120 + a.users() as u64 / 10 + a.extra_secs(),
             _ => 60,
         });
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -91,6 +97,7 @@ fn run(cli: &Cli) -> anyhow::Result<report::Report> {
                 Scenario::Fanout(a) => scenario::fanout::run(&common, a).await,
                 Scenario::Idle(a) => scenario::idle::run(&common, a).await,
                 Scenario::Storm(a) => scenario::storm::run(&common, a).await,
+                Scenario::Chat(a) => scenario::chat::run(&common, a).await,
             }
         };
         tokio::time::timeout(limit, scenario)

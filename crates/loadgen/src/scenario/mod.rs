@@ -1,6 +1,7 @@
 //! The scenarios, and what they share: the measured window, CPU and memory sampling, and
 //! opening many connections with bounded concurrency.
 
+pub(crate) mod chat;
 pub(crate) mod echo;
 pub(crate) mod fanout;
 pub(crate) mod idle;
