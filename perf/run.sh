@@ -4,6 +4,9 @@
 #
 #   perf/run.sh            full run: every case, 3 rounds (about 15 minutes)
 #   perf/run.sh --quick    shorter windows, smaller counts, 1 round (about 3 minutes)
+#   perf/run.sh --chat     the chat section only (issue 8): chat cases on chatgroup, plus the raw
+#                          broadcast fanout-1000 on chatgroup and tokio-tungstenite to compare
+#                          with (about 2 minutes a round; combine with --quick, --rounds)
 #
 # Options:
 #   --rounds N             rounds (default 3; --quick sets 1)
@@ -16,6 +19,18 @@
 #   --rt                   run server and generator under SCHED_FIFO (chrt -f 20, needs root):
 #                          on a machine shared with other work, other processes then only get
 #                          the CPU time these two leave (the kernel keeps 5% for them anyway)
+#
+# The chat cases (chat-*) run on chatgroup only, each against a fresh server with a fresh data
+# directory, --durability full and the per-connection rate limit lifted; each registers its
+# users first (argon2id, tens of milliseconds a user on the pinned core), which is not measured.
+# Environment knobs for them (defaults in brackets; --quick shortens the windows):
+#   CHAT_WARMUP [1] CHAT_DURATION [3]      seconds of warm-up and measured window (send, fanout)
+#   CHAT_SENDERS [100]                     senders of the chat-send* cases (window 16)
+#   CHAT_RATE [10000]                      offered msg/s of the chat-send*-10k cases
+#   CHAT_FANOUT_MEMBERS [1000]             member connections of chat-fanout ...
+#   CHAT_FANOUT_USERS [100]                ... spread over this many users (1000 = one each)
+#   CHAT_SYNC_MESSAGES [10000]             messages chat-sync misses and replays
+#   CHAT_IDLE_CONNS [10000] CHAT_IDLE_USERS [100]   connections and users of chat-idle
 #
 # Each server is started fresh for every case and round, pinned to core 0 (taskset -c 0);
 # the generator is pinned to core 1. Rounds are the outer loop, so a slow minute on a shared
@@ -35,6 +50,7 @@ CASES=""
 BUILD=1
 WAIT_QUIET=0
 RT=0
+CHAT_ONLY=0
 while (($#)); do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -44,7 +60,8 @@ while (($#)); do
     --no-build) BUILD=0 ;;
     --wait-quiet) WAIT_QUIET="$2"; shift ;;
     --rt) RT=1 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    --chat) CHAT_ONLY=1 ;;
+    -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 64 ;;
     esac
     shift
@@ -55,12 +72,21 @@ if ((QUICK)); then
     TIMING=(--warmup 0.5 --duration 2)
     IDLE_SMALL=5000
     STORM_K=2000
+    CHAT_TIMING=(--warmup "${CHAT_WARMUP:-0.5}" --duration "${CHAT_DURATION:-1.5}")
 else
     ROUNDS="${ROUNDS:-3}"
     TIMING=(--warmup 1 --duration 5)
     IDLE_SMALL=10000
     STORM_K=5000
+    CHAT_TIMING=(--warmup "${CHAT_WARMUP:-1}" --duration "${CHAT_DURATION:-3}")
 fi
+CHAT_SENDERS="${CHAT_SENDERS:-100}"
+CHAT_RATE="${CHAT_RATE:-10000}"
+CHAT_FANOUT_MEMBERS="${CHAT_FANOUT_MEMBERS:-1000}"
+CHAT_FANOUT_USERS="${CHAT_FANOUT_USERS:-100}"
+CHAT_SYNC_MESSAGES="${CHAT_SYNC_MESSAGES:-10000}"
+CHAT_IDLE_CONNS="${CHAT_IDLE_CONNS:-10000}"
+CHAT_IDLE_USERS="${CHAT_IDLE_USERS:-100}"
 
 # name | generator arguments. The first five mirror issue 4's targets one to one.
 ALL_CASES=(
@@ -71,9 +97,28 @@ ALL_CASES=(
     "idle-$((IDLE_SMALL / 1000))k|idle --conns $IDLE_SMALL --hold 2"
     "idle-19k|idle --conns 19000 --hold 2"
     "storm-$((STORM_K / 1000))k|storm --conns $STORM_K --concurrency 128"
+    # Issue 8's chat figures (chatgroup only). chat-send puts every sender in one group, so
+    # each message also goes to the 99 other senders; the -own cases give each sender a
+    # group of its own: acked, durable sends with no fan-out. The -10k cases offer a fixed
+    # total rate (CHAT_RATE) and time each ack from its scheduled send. chat-fanout's 64-byte
+    # bodies match fanout-1000's payloads, the raw broadcast it is compared with.
+    "chat-send|chat send --senders $CHAT_SENDERS --window 16 --size 100"
+    "chat-send-own|chat send --senders $CHAT_SENDERS --window 16 --size 100 --groups $CHAT_SENDERS"
+    "chat-send-10k|chat send --senders $CHAT_SENDERS --window 16 --size 100 --rate $CHAT_RATE"
+    "chat-send-own-10k|chat send --senders $CHAT_SENDERS --window 16 --size 100 --groups $CHAT_SENDERS --rate $CHAT_RATE"
+    "chat-fanout|chat fanout --members $CHAT_FANOUT_MEMBERS --users $CHAT_FANOUT_USERS --window 16 --size 64"
+    "chat-sync|chat sync --messages $CHAT_SYNC_MESSAGES --repeats 5"
+    "chat-idle|chat idle --conns $CHAT_IDLE_CONNS --users $CHAT_IDLE_USERS --hold 2"
 )
 if ((QUICK)); then
     unset 'ALL_CASES[5]' # 19,000 connections take most of a quick run's time
+fi
+if ((CHAT_ONLY)); then
+    # The chat section: the chat cases, and the raw broadcast they are compared with.
+    CASES="${CASES:-fanout-1000 chat-send chat-send-own chat-send-10k chat-send-own-10k chat-fanout chat-sync chat-idle}"
+    if [[ "$SERVERS" == "chatgroup tungstenite fastws node tcp-echo" ]]; then
+        SERVERS="chatgroup tungstenite"
+    fi
 fi
 SELECTED=()
 for c in "${ALL_CASES[@]}"; do
@@ -107,6 +152,7 @@ if ((RT)); then
     PIN_GEN=(chrt -f 20 "${PIN_GEN[@]}")
 fi
 
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 if ((BUILD)); then
     echo "== building chatgroup and loadgen (release)"
     cargo build --release -p chatgroup -p chatgroup-loadgen --bin chatgroup --bin loadgen
@@ -128,7 +174,7 @@ SPID=""
 # Measure copies, so a rebuild in the shared target directory cannot swap a binary mid-run.
 BIN="$SCRATCH/bin"
 mkdir -p "$BIN"
-cp target/release/chatgroup target/release/loadgen "$BIN/"
+cp "$TARGET_DIR/release/chatgroup" "$TARGET_DIR/release/loadgen" "$BIN/"
 for peer in tungstenite-peer fastws-peer tcp-echo-peer; do
     if [[ -x "perf/peers/target/release/$peer" ]]; then cp "perf/peers/target/release/$peer" "$BIN/"; fi
 done
@@ -146,18 +192,25 @@ stop_server() {
         wait "$SPID" 2>/dev/null || true
         SPID=""
     fi
+    # A fresh data directory per case: deleted once the server is gone.
+    [[ "${1:-}" == keep-data ]] || rm -rf "$SCRATCH/data"
 }
 trap 'stop_server; rm -rf "$SCRATCH"' EXIT
 
-# start_server NAME PORT: starts it pinned, sets SPID, waits until the port accepts.
+# Flags of chatgroup in the chat cases: durable acks, no per-connection send limit.
+CHAT_SERVER_FLAGS=(--durability full --message-rate 1000000 --message-burst 1000000)
+
+# start_server NAME PORT [EXTRA FLAGS...]: starts it pinned, sets SPID, waits until the port
+# accepts. Extra flags go to chatgroup only.
 start_server() {
     local name=$1 port=$2 addr="127.0.0.1:$2"
+    shift 2
     local log="$SCRATCH/$name.log"
     case "$name" in
     chatgroup)
-        rm -rf "$SCRATCH/data"
+        [[ -n "${KEEP_DATA:-}" ]] || rm -rf "$SCRATCH/data"
         "${PIN_SERVER[@]}" "$BIN/chatgroup" --listen "$addr" --data-dir "$SCRATCH/data" \
-            --echo --log warn >"$log" 2>&1 &
+            --echo --log warn "$@" >"$log" 2>&1 &
         ;;
     tungstenite) "${PIN_SERVER[@]}" "$PEERS/tungstenite-peer" "$addr" >"$log" 2>&1 & ;;
     fastws) "${PIN_SERVER[@]}" "$PEERS/fastws-peer" "$addr" >"$log" 2>&1 & ;;
@@ -219,28 +272,56 @@ for round in $(seq "$ROUNDS"); do
         for c in "${SELECTED[@]}"; do
             name="${c%%|*}"
             read -r -a args <<<"${c#*|}"
+            extra=()
+            timing=("${TIMING[@]}")
+            if [[ "${args[0]}" == chat ]]; then
+                # The chat protocol is chatgroup's own.
+                [[ "$server" == chatgroup ]] || continue
+                extra=("${CHAT_SERVER_FLAGS[@]}")
+                timing=("${CHAT_TIMING[@]}")
+            fi
             if [[ "$server" == tcp-echo ]]; then
                 # The yardstick only echoes, and sends our masked frames back.
                 [[ "${args[0]}" == echo ]] || continue
                 args+=(--raw-peer)
             fi
             PORT=$((PORT + 1))
-            start_server "$server" "$PORT"
+            start_server "$server" "$PORT" "${extra[@]}"
             printf '   round %d  %-11s %-13s ' "$round" "$server" "$name"
+            if [[ "${args[0]} ${args[1]}" == "chat idle" ]]; then
+                # Hashing the users' passwords leaves the server's memory inflated, which
+                # would swamp a few KiB per connection: a first server process gets the users
+                # and groups, a second one on the same data directory holds the connections
+                # (the tokens survive the restart).
+                if ! "${PIN_GEN[@]}" "$LOADGEN" --addr "127.0.0.1:$PORT" --quiet "${args[@]}" \
+                    --prepare "$SCRATCH/accounts.json" >/dev/null 2>"$SCRATCH/err.txt"; then
+                    stop_server
+                    echo "preparing the users failed"
+                    sed 's/^/      /' "$SCRATCH/err.txt" | tail -5
+                    FAILED=$((FAILED + 1))
+                    continue
+                fi
+                stop_server keep-data
+                PORT=$((PORT + 1))
+                KEEP_DATA=1 start_server "$server" "$PORT" "${extra[@]}"
+                args+=(--accounts "$SCRATCH/accounts.json")
+            fi
             set +e
             "${PIN_GEN[@]}" "$LOADGEN" --addr "127.0.0.1:$PORT" --server-pid "$SPID" \
-                --label "$server" --tag "$name" --quiet "${TIMING[@]}" "${args[@]}" \
+                --label "$server" --tag "$name" --quiet "${timing[@]}" "${args[@]}" \
                 >"$SCRATCH/out.json" 2>"$SCRATCH/err.txt"
             rc=$?
             set -e
             stop_server
+            rm -f "$SCRATCH/accounts.json"
             if [[ -s "$SCRATCH/out.json" ]]; then
                 cat "$SCRATCH/out.json" >>"$RAW"
                 python3 - "$SCRATCH/out.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 m = r["metrics"]
-keys = ["msgs_per_s", "deliveries_per_s", "p99_us", "rss_per_conn_bytes", "handshakes_per_s"]
+keys = ["msgs_per_s", "acks_per_s", "deliveries_per_s", "deliveries_per_server_core_s", "p99_us",
+        "sync_ms", "rss_per_conn_bytes", "handshakes_per_s"]
 shown = ", ".join(f"{k}={m[k]:.0f}" for k in keys if k in m)
 util = " ".join(f"{k[:-9]}={m[k]:.2f}" for k in ["server_cpu_util", "gen_cpu_util", "other_cpu_util"] if k in m)
 print(f"{shown}  cores: {util}  errors={r['errors']}")

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Smoke run of the load generator against chatgroup only: every scenario for a second or
 # two, small counts, so the tool never rots. Not a measurement (debug build, no pinning).
+# The chat cases register a few users, send with every ack and every delivery checked
+# (exactly once, in seq order), fan out, sync 300 missed messages, and hold idle synced
+# connections; only their correctness is asserted, never their speed.
 #
 #   perf/smoke.sh             debug build (reuses the test stage's artifacts: no compile there)
 #   perf/smoke.sh --release   release build
@@ -42,7 +45,9 @@ cleanup() {
 trap cleanup EXIT
 
 # An ephemeral port, read back from the server's "listening on" log line.
-"$SERVER" --listen 127.0.0.1:0 --data-dir "$SCRATCH/data" --echo --log info >"$SCRATCH/server.log" 2>&1 &
+# The chat cases need the per-connection send limit lifted; acks are durable (the default).
+"$SERVER" --listen 127.0.0.1:0 --data-dir "$SCRATCH/data" --echo --log info \
+    --durability full --message-rate 1000000 --message-burst 1000000 >"$SCRATCH/server.log" 2>&1 &
 SPID=$!
 ADDR=""
 for _ in $(seq 200); do
@@ -66,6 +71,11 @@ CASES=(
     "fanout-rate|--warmup 0.2 --duration 1 fanout --subscribers 20 --size 64 --rate 100|deliveries_per_s"
     "idle|idle --conns 300 --hold 0.5 --rooms 10|conns_alive"
     "storm|storm --conns 300 --concurrency 32|handshakes_per_s"
+    "chat-send|--warmup 0.2 --duration 2 chat send --senders 10 --window 4 --size 100|acks_per_s"
+    "chat-rate|--warmup 0.2 --duration 1 chat send --senders 5 --groups 5 --rate 200|acks_per_s"
+    "chat-fanout|--warmup 0.2 --duration 1 chat fanout --members 20 --users 5 --window 8|deliveries_per_s"
+    "chat-sync|chat sync --messages 300 --window 32 --repeats 2|sync_ms"
+    "chat-idle|chat idle --conns 60 --users 6 --group-size 4 --hold 0.5|conns_alive"
 )
 PASSED=0
 FAILED=0

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Turns loadgen's JSON lines into the comparison tables of issue 4.
+"""Turns loadgen's JSON lines into the comparison tables of issue 4, and the chat figures of
+issue 8 (chatgroup only; its fan-out compared with tokio-tungstenite's raw broadcast).
 
     python3 perf/summarize.py perf/results/raw-*.jsonl
 
@@ -44,7 +45,41 @@ METRICS = {
         ("handshakes_per_server_core_s", "handshakes/s per server core-s", True),
         ("handshakes_per_s", "handshakes/s", True),
     ],
+    "chat-send": [
+        ("acks_per_s", "acked sends/s", True),
+        ("acks_per_server_core_s", "acked sends/s per server core-s", True),
+        ("p50_us", "p50 send to ack", False),
+        ("p99_us", "p99 send to ack", False),
+        ("deliveries_per_s", "new_message to the other senders/s", True),
+    ],
+    "chat-send-rate": [
+        ("acks_per_s", "acked sends/s", True),
+        ("p50_us", "p50 scheduled send to ack", False),
+        ("p99_us", "p99 scheduled send to ack", False),
+        ("max_us", "max scheduled send to ack", False),
+    ],
+    "chat-fanout": [
+        ("deliveries_per_server_core_s", "deliveries/s per server core-s", True),
+        ("deliveries_per_s", "deliveries/s", True),
+        ("p99_us", "p99 send to delivery", False),
+    ],
+    "chat-sync": [
+        ("sync_ms", "sync to synced (median of repeats)", False),
+        ("sync_max_ms", "slowest repeat", False),
+    ],
+    "chat-idle": [("rss_per_conn_bytes", "server RSS per connection", False)],
 }
+
+# Issue 8's targets: (case, metric, kind, threshold, compared with (case, server) for "ratio").
+CHAT_TARGETS = [
+    ("chat-send", "acks_per_s", "min", 100000.0, None),
+    ("chat-send-own", "acks_per_s", "min", 100000.0, None),
+    ("chat-send-10k", "p99_us", "max", 20000.0, None),
+    ("chat-send-own-10k", "p99_us", "max", 20000.0, None),
+    ("chat-fanout", "deliveries_per_server_core_s", "ratio", 1.0, ("fanout-1000", "tungstenite")),
+    ("chat-sync", "sync_ms", "max", 100.0, None),
+    ("chat-idle", "rss_per_conn_bytes", "max", 4096.0, None),
+]
 
 # Issue 4's targets: (case, metric, kind, threshold); kind "ratio" compares with
 # tokio-tungstenite, "max" is an absolute ceiling on chatgroup's own figure.
@@ -63,12 +98,16 @@ def family(report):
     scenario = report["scenario"]
     if scenario == "fanout" and report["params"].get("rate"):
         return "fanout-rate"
+    if scenario == "chat-send" and report["params"].get("rate"):
+        return "chat-send-rate"
     return scenario
 
 
 def fmt(metric, value):
     if value is None:
         return "–"
+    if metric.endswith("_ms"):
+        return f"{value:.1f} ms"
     if metric.endswith("_us"):
         return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} µs"
     if metric.endswith("_bytes"):
@@ -129,6 +168,8 @@ def main(paths):
     print("|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|")
     flagged = []
     for tag in order:
+        if fam[tag].startswith("chat"):
+            continue
         for metric, label, higher in METRICS.get(fam[tag], []):
             cells = [tag, label]
             for s in servers:
@@ -192,11 +233,77 @@ def main(paths):
             print(f"| {want} | {got} | {'yes' if ok else 'no'} |")
         print()
 
+    chat_tags = [t for t in order if fam[t].startswith("chat") and (t, OURS) in runs]
+    if chat_tags:
+        print_chat(chat_tags, fam, runs, median, errors, flagged)
+
     if flagged:
         print("(!) runs with errors (lost, repeated or misordered messages, failed connections):")
         for tag, s in sorted(set(flagged)):
             samples = [e for r in runs[(tag, s)] for e in r["error_samples"]][:3]
             print(f"- {tag} on {s}: {errors(tag, s)} error(s), e.g. {'; '.join(samples)}")
+
+
+def print_chat(tags, fam, runs, median, errors, flagged):
+    """The chat section: chatgroup's figures, the fan-out next to the raw broadcasts."""
+    print("Chat (issue 8): chatgroup with --durability full, fresh data directory per case, "
+          "server pinned to core 0. chat-fanout is shown next to the raw broadcast "
+          "(fanout-1000: 1000 subscribers, 64-byte payloads, window 16) of each server that ran it.")
+    print()
+    print("| case | parameters | figure | chatgroup | compared with | ratio |")
+    print("|---|---|---|---:|---|---:|")
+    for tag in tags:
+        params = runs[(tag, OURS)][0]["params"]
+        shown = ", ".join(f"{k}={v}" for k, v in params.items()
+                          if k not in ("warmup_s", "per_source") and v is not None)
+        for metric, label, higher in METRICS[fam[tag]]:
+            ours = median(tag, OURS, metric)
+            mark = ""
+            if errors(tag, OURS):
+                mark = " (!)"
+                flagged.append((tag, OURS))
+            print(f"| {tag} | {shown} | {label} | {fmt(metric, ours)}{mark} | | |")
+            shown = ""
+        if fam[tag] == "chat-fanout":
+            metric = "deliveries_per_server_core_s"
+            ours = median(tag, OURS, metric)
+            for server in ("tungstenite", OURS):
+                peer = median("fanout-1000", server, metric)
+                if peer is None:
+                    continue
+                x = ratio(ours, peer, True)
+                name = f"{SERVER_NAMES.get(server, server)} raw broadcast fanout-1000: {fmt(metric, peer)}"
+                print(f"| {tag} | | deliveries/s per server core-s | {fmt(metric, ours)} | "
+                      f"{name} | {'–' if x is None else f'{x:.2f}×'} |")
+    print()
+    print("Issue 8's targets:")
+    print()
+    print("| target | measured | holds |")
+    print("|---|---:|:---:|")
+    for tag, metric, kind, threshold, against in CHAT_TARGETS:
+        if (tag, OURS) not in runs:
+            continue
+        ours = median(tag, OURS, metric)
+        if kind == "ratio":
+            case, server = against
+            x = ratio(ours, median(case, server, metric), True)
+            want = (f"{tag}: {metric} ≥ {threshold:g}× {SERVER_NAMES[server]}'s raw broadcast "
+                    f"({case})")
+            got = "–" if x is None else f"{x:.2f}×"
+            ok = x is not None and x >= threshold
+        elif kind == "min":
+            want = f"{tag}: {metric} ≥ {fmt(metric, threshold)}"
+            got = fmt(metric, ours)
+            ok = ours is not None and ours >= threshold
+        else:
+            want = f"{tag}: {metric} ≤ {fmt(metric, threshold)}"
+            got = fmt(metric, ours)
+            ok = ours is not None and ours <= threshold
+        if errors(tag, OURS):
+            ok = False
+            got += " (!)"
+        print(f"| {want} | {got} | {'yes' if ok else 'no'} |")
+    print()
 
 
 if __name__ == "__main__":
