@@ -11,7 +11,10 @@ const WAIT: Duration = Duration::from_secs(20);
 /// The binary with a scratch data directory and no inherited logging or flag variables.
 fn chatgroup() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatgroup"));
-    let data = std::env::temp_dir().join(format!("chatgroup-cli-{}", std::process::id()));
+    // One directory per server: a data directory is locked by the process using it.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = std::env::temp_dir().join(format!("chatgroup-cli-{}-{n}", std::process::id()));
     cmd.arg("--data-dir").arg(data);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("CHATGROUP_") {

@@ -26,7 +26,7 @@ pub(crate) fn test_config() -> Config {
     cfg.handshake_timeout = Duration::from_secs(5);
     cfg.close_timeout = Duration::from_secs(1);
     cfg.shutdown_grace = Duration::from_secs(5);
-    cfg.data_dir = std::env::temp_dir().join("chatgroup-e2e-unused");
+    cfg.data_dir = scratch_dir();
     cfg
 }
 
@@ -37,9 +37,18 @@ pub(crate) fn echo_test_config() -> Config {
     cfg
 }
 
+/// A fresh data directory under the system temp dir: each server gets its own (a data
+/// directory is locked by the store using it). Removed again by [`Server::stop`].
+pub(crate) fn scratch_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("chatgroup-e2e-scratch-{}-{n}", std::process::id()))
+}
+
 /// A server running in this process.
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
+    data_dir: std::path::PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), chatgroup_server::Error>>>,
 }
@@ -51,11 +60,13 @@ impl Server {
             .expect("bind");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        let data_dir = cfg.data_dir.clone();
         let task = tokio::spawn(chatgroup_server::run(cfg, listener, async {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            data_dir,
             stop: Some(stop),
             task: Some(task),
         }
@@ -70,6 +81,13 @@ impl Server {
             .expect("server shut down in time")
             .expect("server task")
             .expect("server result");
+        if self
+            .data_dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("chatgroup-e2e-scratch-"))
+        {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 
     /// The current value of a `/metrics` sample.

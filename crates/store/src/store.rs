@@ -37,6 +37,28 @@ struct Inner {
     path: std::path::PathBuf,
 }
 
+/// Takes the data directory's lock file (`chatgroup.lock`), or says who holds it.
+fn lock_dir(dir: &std::path::Path) -> Res<std::fs::File> {
+    let path = dir.join("chatgroup.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Db(format!(
+            "the data directory {} is in use by another chatgroup process",
+            dir.display()
+        ))
+        .into()),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Db(format!("cannot lock {}: {e}", path.display())).into())
+        }
+    }
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -77,6 +99,9 @@ impl Store {
                 cfg.dir.display()
             ))
         })?;
+        // One process per data directory: two writers would each cache the next seq and
+        // collide. The lock lives as long as the writer thread and is released when it ends.
+        let lock = lock_dir(&cfg.dir)?;
         let path = cfg.db_path();
         let conn = schema::open_writer(&path, cfg.durability)?;
         let epoch = schema::meta_or_insert(&conn, "epoch", || {
@@ -93,7 +118,10 @@ impl Store {
         let writer = Writer::new(conn, sink, Arc::clone(&stats), cfg.max_batch);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer.run(queue, done_tx))
+            .spawn(move || {
+                let _lock = lock;
+                writer.run(queue, done_tx);
+            })
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {

@@ -303,3 +303,17 @@ async fn an_unusable_directory_is_an_error() {
     assert!(matches!(err, StoreError::Db(_)), "{err:?}");
     let _ = UserId(0);
 }
+
+/// Two servers on one data directory would both assign seq numbers from their own caches:
+/// the second is refused until the first has closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_is_used_by_one_store_at_a_time() {
+    let dir = tempdir();
+    let first = Store::open(StoreConfig::new(dir.path()), Box::new(|_| {})).unwrap();
+    let second = Store::open(StoreConfig::new(dir.path()), Box::new(|_| {}));
+    let err = second.unwrap_err().to_string();
+    assert!(err.contains("in use by another chatgroup process"), "{err}");
+    first.close().await;
+    let again = Store::open(StoreConfig::new(dir.path()), Box::new(|_| {})).unwrap();
+    again.close().await;
+}
