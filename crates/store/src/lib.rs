@@ -46,6 +46,7 @@
 
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 mod config;
 mod error;
 mod queries;

@@ -112,14 +112,26 @@ pub(crate) fn open_writer(path: &Path, durability: Durability) -> Res<Connection
     // 16 MiB of page cache (the default is 2): the hot index pages that every batch touches
     // (one per sender in the (sender, local_id) index) stay in memory as the database grows.
     conn.pragma_update(None, "cache_size", -16384)?;
-    // Checkpoints run inside the writer's COMMIT and were an eighth of its time at the
-    // default 1000 pages. Every batch dirties the same hot index pages, so a checkpoint every
-    // 10,000 pages (a WAL of up to ~40 MiB) copies each of them to the database far fewer
-    // times per message.
-    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    // No checkpoints inside the writer's COMMIT: they stalled every ack of the batch that
+    // crossed the threshold. The checkpointer thread does them (see `checkpoint`).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // The writer's statements are few and hot; keep them all prepared.
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Opens the checkpointer's connection: read-write, same durability, never checkpointing by
+/// itself.
+pub(crate) fn open_checkpointer(path: &Path, durability: Durability) -> Res<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
 }
 

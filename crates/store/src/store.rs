@@ -9,6 +9,7 @@ use chatgroup_protocol::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::checkpoint;
 use crate::error::Res;
 use crate::read::{self, Readers};
 use crate::schema;
@@ -115,7 +116,15 @@ impl Store {
         let stats = Arc::new(Stats::default());
         let (commands, queue) = mpsc::channel(cfg.queue_depth.max(1));
         let (done_tx, done) = watch::channel(false);
-        let writer = Writer::new(conn, sink, Arc::clone(&stats), cfg.max_batch);
+        let (nudge, nudges) = std::sync::mpsc::sync_channel(1);
+        let checkpointer = checkpoint::start(path.clone(), cfg.durability, nudges)?;
+        let writer = Writer::new(
+            conn,
+            (nudge, checkpointer),
+            sink,
+            Arc::clone(&stats),
+            cfg.max_batch,
+        );
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {

@@ -254,6 +254,8 @@ enum Appended {
 /// The writer thread's state.
 pub(crate) struct Writer {
     conn: Connection,
+    /// Wakes the checkpointer after each commit; `None` once the writer is finishing.
+    checkpoints: Option<(std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>)>,
     cache: Cache,
     sink: Sink,
     stats: Arc<Stats>,
@@ -261,9 +263,16 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, sink: Sink, stats: Arc<Stats>, max_batch: usize) -> Self {
+    pub(crate) fn new(
+        conn: Connection,
+        checkpoints: (std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>),
+        sink: Sink,
+        stats: Arc<Stats>,
+        max_batch: usize,
+    ) -> Self {
         Writer {
             conn,
+            checkpoints: Some(checkpoints),
             cache: Cache::default(),
             sink,
             stats,
@@ -289,6 +298,11 @@ impl Writer {
                 commands.close();
             }
             self.run_batch(&mut cmds);
+        }
+        // Stop the checkpointer first, so the last checkpoint below is not contended.
+        if let Some((nudge, thread)) = self.checkpoints.take() {
+            drop(nudge);
+            let _ = thread.join();
         }
         // Fold the WAL into the database so the files left behind are one self-contained
         // database. A reader holding a snapshot can make this partial; that is harmless.
@@ -345,6 +359,10 @@ impl Writer {
                 }
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 self.stats.ops.fetch_add(batch.ops, Ordering::Relaxed);
+                if let Some((nudge, _)) = &self.checkpoints {
+                    // A full channel means a nudge is already pending: nothing to add.
+                    let _ = nudge.try_send(());
+                }
                 for event in batch.events {
                     (self.sink)(event);
                 }

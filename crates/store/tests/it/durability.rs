@@ -317,3 +317,35 @@ async fn a_data_directory_is_used_by_one_store_at_a_time() {
     let again = Store::open(StoreConfig::new(dir.path()), Box::new(|_| {})).unwrap();
     again.close().await;
 }
+
+/// Checkpoints run on their own thread, not inside the writer's commits: committed pages
+/// reach the database file shortly after the commits, with no checkpoint asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_folds_the_wal_into_the_database() {
+    let dir = tempdir();
+    let h = open(dir.path());
+    let alice = h.user("alice").await;
+    let g = h.store.create_group(alice.id, "g", &[]).await.unwrap().id;
+    let db = dir.path().join("chatgroup.db");
+    let before = std::fs::metadata(&db).unwrap().len();
+    let body = "x".repeat(1000);
+    for i in 0..500 {
+        h.store
+            .append_committed(text(alice.id, g, &format!("m{i}"), &body))
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = std::fs::metadata(&db).unwrap().len();
+        if now > before + 400_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {now} bytes (was {before})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    h.store.close().await;
+}
