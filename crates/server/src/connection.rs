@@ -181,11 +181,15 @@ fn dispatch(head: &RequestHead<'_>, ctx: &ServerCtx) -> Action {
             respond(Response::new(503, "text/plain", "shutting down\n"))
         }
         Route::Health => respond(Response::new(200, "text/plain", "ok\n")),
-        Route::Metrics => respond(Response::new(
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            ctx.metrics.render(),
-        )),
+        Route::Metrics => {
+            let mut text = ctx.metrics.render();
+            metrics::render_store(&ctx.store.stats(), &mut text);
+            respond(Response::new(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text,
+            ))
+        }
         Route::MethodNotAllowed(allow) => respond(Response::status(405).header("Allow", allow)),
         Route::NotFound => respond(Response::status(404)),
         Route::ChatSocket => {

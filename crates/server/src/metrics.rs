@@ -262,6 +262,30 @@ impl Metrics {
     }
 }
 
+/// Appends the store's counters (group commits, operations, failed batches) to a rendering
+/// of [`Metrics`]: how well group commit batches is `ops / commits`.
+pub(crate) fn render_store(stats: &chatgroup_store::StoreStats, out: &mut String) {
+    for (name, help, value) in [
+        (
+            "chatgroup_store_commits_total",
+            "Transactions the store's writer committed (one per group commit)",
+            stats.commits,
+        ),
+        (
+            "chatgroup_store_ops_total",
+            "Write operations carried by committed transactions",
+            stats.ops,
+        ),
+        (
+            "chatgroup_store_failed_batches_total",
+            "Batches whose commit failed (every operation in them was refused)",
+            stats.failed_batches,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
