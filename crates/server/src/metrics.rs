@@ -282,7 +282,10 @@ pub(crate) fn render_store(stats: &chatgroup_store::StoreStats, out: &mut String
             stats.failed_batches,
         ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
     }
 }
 
