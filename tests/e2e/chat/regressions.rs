@@ -116,3 +116,27 @@ async fn sync_after_a_restart_replays_what_was_missed_before_the_first_live_mess
     assert_eq!(synced.cursors[&g], live.seq);
     server.stop().await;
 }
+
+/// A cursor beyond the conversation's newest `seq` (kept from before a reset, say) is not
+/// believed: `synced` reports what exists, and the next live message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_past_the_newest_message_does_not_hide_live_messages() {
+    let server = ChatServer::start().await;
+    let api = server.api();
+    let alice = api.signup("alice").await;
+    let bob = api.signup("bob").await;
+    let group = api.create_group(&alice, "reset", &[&bob]).await;
+    let mut a = ChatClient::connect(server.addr(), &alice.token).await;
+    let mut b = ChatClient::connect(server.addr(), &bob.token).await;
+    let synced = b
+        .sync(super::client::cursor(group.id, 1_000), "claims-too-much")
+        .await;
+    assert!(synced.messages.is_empty());
+    assert_eq!(synced.cursors[&group.id], group.last_seq);
+    let sent = a.post_acked(group.id, "after", "still arrives").await;
+    let got = b
+        .expect_new_message("the next live message", |m| m.id == sent.id)
+        .await;
+    assert_eq!(got.seq, sent.seq);
+    server.stop().await;
+}

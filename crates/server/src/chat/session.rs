@@ -551,6 +551,13 @@ async fn replay(
             .messages_after(user.id, live.conversation, after, REPLAY_BATCH)
             .await?;
         let Some(last) = batch.last() else {
+            if newest == Some(after) && after > Seq::ZERO {
+                // Nothing after the client's own cursor: it may claim more than exists (a
+                // cursor from before a reset). Report what exists, so live messages up to
+                // its claim are not skipped.
+                let stored = store.last_seq(live.conversation).await?;
+                return Ok(Some(after.min(stored)).filter(|s| *s > Seq::ZERO));
+            }
             return Ok(newest);
         };
         after = last.seq;
