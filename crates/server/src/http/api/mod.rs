@@ -1,6 +1,6 @@
 //! The REST API under `/api/`: accounts and tokens ([`accounts`]), conversations and their
 //! messages ([`conversations`]). JSON in and out; every error is an
-//! [`ErrorBody`](chatgroup_protocol::rest::ErrorBody) with the status its code implies.
+//! [`ErrorBody`] with the status its code implies.
 //!
 //! A request is copied out of the connection's buffer into an owned [`ApiRequest`] (the
 //! handlers await the store), with every header it relies on read exactly once.
