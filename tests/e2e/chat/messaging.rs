@@ -272,8 +272,14 @@ async fn concurrent_senders_all_see_one_gap_free_order() {
     // Group commit batched the concurrent sends: fewer transactions than operations.
     let commits = server.server.metric("chatgroup_store_commits_total").await;
     let ops = server.server.metric("chatgroup_store_ops_total").await;
-    assert!(ops >= (SENDERS * PER_SENDER) as u64, "{ops} store operations");
-    assert!(commits > 0 && commits < ops, "{commits} commits for {ops} operations");
+    assert!(
+        ops >= (SENDERS * PER_SENDER) as u64,
+        "{ops} store operations"
+    );
+    assert!(
+        commits > 0 && commits < ops,
+        "{commits} commits for {ops} operations"
+    );
     server.stop().await;
 }
 
