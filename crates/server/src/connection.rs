@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 use crate::chat::session::Session;
 use crate::context::{ConnGuard, ServerCtx};
 use crate::http::api::{self, ApiRequest};
+use crate::http::query;
 use crate::http::response::Response;
 use crate::http::route::{conversation_param, route, Route};
 use crate::http::{read_request, wants_close, ReadError};
@@ -319,7 +320,7 @@ fn is_api(path: &str) -> bool {
 /// The `token` query parameter of `/ws`; `Err` (400) when the query is malformed or repeats
 /// it. Only `token` is read: other parameters are ignored.
 fn chat_token(query: Option<&str>) -> Result<Option<String>, &'static str> {
-    let mut params = api::query::parse(query).map_err(|_| "malformed query string")?;
+    let mut params = query::parse(query).map_err(|_| "malformed query string")?;
     Ok(params.remove("token").filter(|t| !t.is_empty()))
 }
 

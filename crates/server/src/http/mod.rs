@@ -3,6 +3,7 @@
 //! ([`rfc6455::parse_request`]); this module never parses bytes itself.
 
 pub(crate) mod api;
+pub(crate) mod query;
 pub(crate) mod response;
 pub(crate) mod route;
 

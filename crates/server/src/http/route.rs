@@ -44,20 +44,14 @@ pub(crate) fn route(method: &str, path: &str, echo: bool) -> Route {
 }
 
 /// The `conversation_id` query parameter of `/broadcast`: `None` when it is absent,
-/// repeated or not a non-negative integer.
+/// repeated or not a non-negative integer (or the query string is malformed).
 pub(crate) fn conversation_param(query: Option<&str>) -> Option<ConversationId> {
-    let mut found = None;
-    for pair in query.unwrap_or("").split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key != "conversation_id" {
-            continue;
-        }
-        if found.is_some() {
-            return None;
-        }
-        found = Some(ConversationId(value.parse::<u64>().ok()?));
-    }
-    found
+    let params = super::query::parse(query).ok()?;
+    params
+        .get("conversation_id")?
+        .parse::<u64>()
+        .ok()
+        .map(ConversationId)
 }
 
 #[cfg(test)]

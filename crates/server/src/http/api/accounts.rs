@@ -4,9 +4,10 @@ use chatgroup_protocol::rest::{Credentials, RefreshRequest, Session, UserList};
 use chatgroup_protocol::{ErrorCode, UserInfo};
 use chatgroup_store::StoreError;
 
-use super::{authenticate, body, json_response, ok, query, ApiError, ApiRequest, ApiResult};
+use super::{authenticate, body, json_response, ok, ApiError, ApiRequest, ApiResult};
 use crate::auth::{self, rules};
 use crate::context::ServerCtx;
+use crate::http::query;
 use crate::http::response::Response;
 
 /// The most users one search returns.

@@ -3,10 +3,9 @@
 use chatgroup_protocol::rest::{AddMember, ConversationList, CreateConversation, MessagePage};
 use chatgroup_protocol::{ConversationId, ErrorCode, Seq};
 
-use super::{
-    authenticate, body, id_segment, json_response, ok, query, ApiError, ApiRequest, ApiResult,
-};
+use super::{authenticate, body, id_segment, json_response, ok, ApiError, ApiRequest, ApiResult};
 use crate::context::ServerCtx;
+use crate::http::query;
 use crate::http::response::Response;
 
 /// The largest history page.

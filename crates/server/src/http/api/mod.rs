@@ -7,7 +7,6 @@
 
 mod accounts;
 mod conversations;
-pub(crate) mod query;
 
 use std::net::IpAddr;
 
