@@ -13,7 +13,7 @@ use super::{open_many, Common, Usage};
 use crate::cli::IdleArgs;
 use crate::procfs::{self, Pid};
 use crate::report::{Errors, Report};
-use crate::session::close_all;
+use crate::session::{close_all, Session};
 
 /// How long every held connection has to answer its ping.
 const PING_DEADLINE: Duration = Duration::from_secs(10);
@@ -58,9 +58,23 @@ pub(crate) async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Repo
     usage.fill(&mut report);
 
     // Every connection must still be served.
+    finish(opened.sessions, open, &errors, &mut report, baseline, held).await?;
+    Ok(report)
+}
+
+/// The end of an idle run, shared with `chat idle`: every held connection must answer a
+/// ping (a server that dropped some cannot look cheaper than it is), then the RSS per
+/// connection goes into the report and the connections are closed.
+pub(crate) async fn finish(
+    sessions: impl IntoIterator<Item = (usize, Session)>,
+    open: usize,
+    errors: &Rc<Errors>,
+    report: &mut Report,
+    baseline: Option<u64>,
+    held: Option<u64>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + PING_DEADLINE;
-    let checks: Vec<_> = opened
-        .sessions
+    let checks: Vec<_> = sessions
         .into_iter()
         .map(|(i, mut s)| {
             let errors = errors.clone();
@@ -88,6 +102,6 @@ pub(crate) async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Repo
         }
     }
     close_all(alive, Duration::from_secs(2)).await;
-    report.take_errors(&errors);
-    Ok(report)
+    report.take_errors(errors);
+    Ok(())
 }

@@ -22,10 +22,7 @@ use crate::cli::ChatIdleArgs;
 use crate::procfs::{self, Pid};
 use crate::report::{Errors, Report};
 use crate::scenario::{Common, Usage};
-use crate::session::close_all;
 
-/// How long every held connection has to answer its ping.
-const PING_DEADLINE: Duration = Duration::from_secs(10);
 /// Conversations each user is in.
 const LAYERS: usize = 3;
 
@@ -99,37 +96,8 @@ pub(crate) async fn run(
     let usage = usage.end()?;
     usage.fill(&mut report);
 
-    let deadline = Instant::now() + PING_DEADLINE;
-    let checks: Vec<_> = conns
-        .into_iter()
-        .map(|(i, conn)| {
-            let errors = errors.clone();
-            let mut session = conn.session;
-            tokio::task::spawn_local(async move {
-                match session.ping_pong(deadline).await {
-                    Ok(()) => Some(session),
-                    Err(e) => {
-                        errors.push(format!("connection {i} after holding: {e:#}"));
-                        None
-                    }
-                }
-            })
-        })
-        .collect();
-    let mut alive = Vec::with_capacity(open);
-    for check in checks {
-        alive.extend(check.await?);
-    }
-    report.metric("conns_alive", alive.len() as f64);
-    if let (Some(before), Some(after)) = (baseline, held) {
-        report.metric("rss_baseline_kib", before as f64);
-        if open > 0 {
-            let per_conn = after.saturating_sub(before) as f64 * 1024.0 / open as f64;
-            report.metric("rss_per_conn_bytes", per_conn);
-        }
-    }
-    close_all(alive, Duration::from_secs(2)).await;
-    report.take_errors(&errors);
+    let sessions = conns.into_iter().map(|(i, conn)| (i, conn.session));
+    crate::scenario::idle::finish(sessions, open, &errors, &mut report, baseline, held).await?;
     Ok(report)
 }
 
