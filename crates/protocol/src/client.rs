@@ -179,6 +179,98 @@ pub enum ClientMsg {
         )]
         reference: Ref,
     },
+    /// Everything up to `seq` in `conversation` reached this user's device (cumulative;
+    /// a lower value than before is ignored). No answer unless it is refused.
+    Received {
+        /// Which conversation.
+        conversation: ConversationId,
+        /// The newest `seq` the device has.
+        seq: Seq,
+    },
+    /// The person has seen everything up to `seq` (cumulative; implies `received`). Moves
+    /// the read marker the unread count starts from. No answer unless it is refused.
+    Read {
+        /// Which conversation.
+        conversation: ConversationId,
+        /// The newest `seq` shown to the person.
+        seq: Seq,
+    },
+    /// The person started or stopped typing in `conversation`. Not stored.
+    Typing {
+        /// Where.
+        conversation: ConversationId,
+        /// `start` (repeat it while typing goes on) or `stop`.
+        state: TypingState,
+    },
+    /// Who is in `conversation` and who of them is online (answered with `user_list`);
+    /// the connection then also gets `presence` for that conversation's members, however
+    /// large it is, until it asks for another conversation's list.
+    UserList {
+        /// Which conversation.
+        conversation: ConversationId,
+        /// Echoed in the answer.
+        #[serde(
+            default,
+            rename = "ref",
+            deserialize_with = "crate::wire_util::reference",
+            skip_serializing_if = "Option::is_none"
+        )]
+        reference: Ref,
+    },
+    /// Begin (or resume) uploading a file to `conversation`; answered with `file_ready`.
+    FileStart {
+        /// Where the file will be posted.
+        conversation: ConversationId,
+        /// The client's id for this upload, unique per user: starting again with the same
+        /// one resumes it, and it becomes the file message's `localId`.
+        upload_id: String,
+        /// The file's name as shown to people.
+        name: String,
+        /// Its exact size in bytes.
+        size: u64,
+        /// Its media type (`application/octet-stream` when unknown).
+        #[serde(default = "default_mime")]
+        mime: String,
+        /// Its SHA-256 as 64 hex digits; checked at `file_end` when given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        /// Echoed in the answer (defaults to `uploadId`).
+        #[serde(
+            default,
+            rename = "ref",
+            deserialize_with = "crate::wire_util::reference",
+            skip_serializing_if = "Option::is_none"
+        )]
+        reference: Ref,
+    },
+    /// Every byte of the upload was sent: check it and post the file message (answered
+    /// with `ack`, `localId` = the upload id).
+    FileEnd {
+        /// The server's id for the upload, from `file_ready`.
+        file_id: u64,
+        /// Echoed in an `error`.
+        #[serde(
+            default,
+            rename = "ref",
+            deserialize_with = "crate::wire_util::reference",
+            skip_serializing_if = "Option::is_none"
+        )]
+        reference: Ref,
+    },
+}
+
+/// Whether someone is typing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypingState {
+    /// Typing (again): shown until `stop` or 5 s without a repeat.
+    Start,
+    /// Stopped typing (or sent the message).
+    Stop,
+}
+
+fn default_mime() -> String {
+    "application/octet-stream".to_owned()
 }
 
 /// A message that could not be parsed: what to tell the client.
@@ -206,6 +298,12 @@ const KNOWN_TYPES: &[&str] = &[
     "remove_member",
     "leave",
     "rename",
+    "received",
+    "read",
+    "typing",
+    "user_list",
+    "file_start",
+    "file_end",
 ];
 
 /// The parts of a request that help answer even a request that does not parse.
@@ -217,6 +315,8 @@ struct Envelope {
     reference: Option<serde_json::Value>,
     #[serde(rename = "localId")]
     local_id: Option<serde_json::Value>,
+    #[serde(rename = "uploadId")]
+    upload_id: Option<serde_json::Value>,
 }
 
 impl ClientMsg {
@@ -237,7 +337,15 @@ impl ClientMsg {
     #[must_use]
     pub fn reference(&self) -> Ref {
         match self {
-            ClientMsg::Auth { .. } => None,
+            ClientMsg::Auth { .. }
+            | ClientMsg::Received { .. }
+            | ClientMsg::Read { .. }
+            | ClientMsg::Typing { .. } => None,
+            ClientMsg::FileStart {
+                reference,
+                upload_id,
+                ..
+            } => reference.clone().or_else(|| Some(upload_id.clone())),
             ClientMsg::Send {
                 reference,
                 local_id,
@@ -251,7 +359,9 @@ impl ClientMsg {
             | ClientMsg::AddMember { reference, .. }
             | ClientMsg::RemoveMember { reference, .. }
             | ClientMsg::Leave { reference, .. }
-            | ClientMsg::Rename { reference, .. } => reference.clone(),
+            | ClientMsg::Rename { reference, .. }
+            | ClientMsg::UserList { reference, .. }
+            | ClientMsg::FileEnd { reference, .. } => reference.clone(),
         }
     }
 }
@@ -276,7 +386,7 @@ fn explain(text: &str, err: &serde_json::Error) -> ParseError {
             reference: None,
         };
     };
-    let reference = [envelope.reference, envelope.local_id]
+    let reference = [envelope.reference, envelope.local_id, envelope.upload_id]
         .into_iter()
         .flatten()
         .find_map(|v| match v {

@@ -40,6 +40,12 @@ pub enum ErrorCode {
     NotFound,
     /// Too many requests; slow down (`retryAfterMs` says for how long where known).
     RateLimited,
+    /// A file is larger than the server accepts.
+    FileTooLarge,
+    /// A per-user quota (uploads in flight, bytes per day) is used up.
+    QuotaExceeded,
+    /// An upload's bytes do not match what `file_start` announced (size or SHA-256).
+    FileMismatch,
     /// The server cannot serve this now (shutting down, overloaded); retry later.
     Unavailable,
     /// Something failed inside the server; the request may be retried.
@@ -66,6 +72,9 @@ impl ErrorCode {
             ErrorCode::NotOwner => "not_owner",
             ErrorCode::NotFound => "not_found",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::FileTooLarge => "file_too_large",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::FileMismatch => "file_mismatch",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -80,7 +89,8 @@ impl ErrorCode {
             | ErrorCode::Invalid
             | ErrorCode::BodyTooLong
             | ErrorCode::InvalidUsername
-            | ErrorCode::InvalidPassword => 400,
+            | ErrorCode::InvalidPassword
+            | ErrorCode::FileMismatch => 400,
             ErrorCode::NotAuthenticated
             | ErrorCode::TokenInvalid
             | ErrorCode::TokenExpired
@@ -88,7 +98,8 @@ impl ErrorCode {
             ErrorCode::NotMember | ErrorCode::NotOwner => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::UsernameTaken => 409,
-            ErrorCode::RateLimited => 429,
+            ErrorCode::FileTooLarge => 413,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }

@@ -24,10 +24,11 @@ pub mod rest;
 mod server;
 mod wire_util;
 
-pub use client::{ClientMsg, ParseError, Ref, MAX_ECHOED_REF};
+pub use client::{ClientMsg, ParseError, Ref, TypingState, MAX_ECHOED_REF};
 pub use error::ErrorCode;
 pub use ids::{ConversationId, MessageId, Seq, UserId};
 pub use model::{
-    ConversationInfo, ConversationKind, MessageKind, MessageView, Millis, SystemEvent, UserInfo,
+    ConversationInfo, ConversationKind, FileInfo, Markers, MemberPresence, MessageKind,
+    MessageView, Millis, SystemEvent, UserInfo,
 };
 pub use server::ServerMsg;

@@ -105,6 +105,52 @@ pub struct MessageView {
     /// For system messages, what happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<SystemEvent>,
+    /// For file messages, the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
+}
+
+/// A file shared in a conversation; its bytes are at `GET /api/files/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileInfo {
+    /// The file's id.
+    pub id: u64,
+    /// Its name as the uploader gave it.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its media type.
+    pub mime: String,
+    /// Its SHA-256, 64 lowercase hex digits.
+    pub sha256: String,
+}
+
+/// One member's delivery and read markers (see `receipt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Markers {
+    /// Whose.
+    pub user: UserId,
+    /// Everything up to this `seq` reached one of their devices.
+    pub delivered: Seq,
+    /// They have seen everything up to this `seq`.
+    pub read: Seq,
+}
+
+/// A member and whether they are online (`user_list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberPresence {
+    /// The user's id.
+    pub id: UserId,
+    /// The user's name.
+    pub username: String,
+    /// Whether any of their connections is open.
+    pub online: bool,
+    /// When they were last online (absent if never, or while online).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Millis>,
 }
 
 /// A group (named, with an owner) or a direct chat (exactly two people).
@@ -140,4 +186,8 @@ pub struct ConversationInfo {
     /// How many messages after the reader's read marker.
     #[serde(default)]
     pub unread: u64,
+    /// Every member's delivery and read markers, so a client shows its ticks right after
+    /// (re)connecting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub markers: Vec<Markers>,
 }

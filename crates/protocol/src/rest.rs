@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
+use crate::ids::ConversationId;
 use crate::model::{ConversationInfo, MessageView, Millis, UserInfo};
 
 /// `POST /api/register` and `POST /api/login`.
@@ -84,6 +85,19 @@ pub struct MessagePage {
     pub messages: Vec<MessageView>,
     /// Whether older messages exist.
     pub has_more: bool,
+}
+
+/// `POST /api/messages`: post a message as the bearer, exactly as a socket `send` does;
+/// answered with the `ack` a socket would get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessage {
+    /// Where to post.
+    pub conversation: ConversationId,
+    /// The caller's unique id for the message: a retry with the same one never posts twice.
+    pub local_id: String,
+    /// The text.
+    pub body: String,
 }
 
 /// Every REST error: the status line says the class, this says exactly what.

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::Ref;
+use crate::client::{Ref, TypingState};
 use crate::error::ErrorCode;
-use crate::ids::{ConversationId, MessageId, Seq};
-use crate::model::{ConversationInfo, MessageView, Millis, UserInfo};
+use crate::ids::{ConversationId, MessageId, Seq, UserId};
+use crate::model::{ConversationInfo, MemberPresence, MessageView, Millis, UserInfo};
 
 /// A message from server to client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +124,73 @@ pub enum ServerMsg {
     /// A request that has no other answer (`remove_member`, `leave`) was done.
     #[serde(rename = "ok")]
     Done {
+        /// The request's `ref`.
+        #[serde(
+            default,
+            rename = "ref",
+            deserialize_with = "crate::wire_util::reference",
+            skip_serializing_if = "Option::is_none"
+        )]
+        reference: Ref,
+    },
+    /// Someone's delivery and read markers in a conversation moved (coalesced: a burst of
+    /// `received` becomes one `receipt` with the newest values). Members' own markers come
+    /// too, so every device of a user sees its unread count follow its read marker.
+    Receipt {
+        /// Where.
+        conversation: ConversationId,
+        /// Whose markers.
+        user: UserId,
+        /// Everything up to this `seq` reached one of their devices.
+        delivered: Seq,
+        /// They have seen everything up to this `seq`.
+        read: Seq,
+    },
+    /// Another member started or stopped typing.
+    Typing {
+        /// Where.
+        conversation: ConversationId,
+        /// Who.
+        user: UserId,
+        /// `start` or `stop`.
+        state: TypingState,
+    },
+    /// A user who shares a conversation with this one came online or went offline.
+    Presence {
+        /// Who.
+        user: UserId,
+        /// Whether any of their connections is open.
+        online: bool,
+        /// When they were last online (absent if never, or while online).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seen: Option<Millis>,
+    },
+    /// The answer to `user_list`: every member and who is online.
+    UserList {
+        /// Which conversation.
+        conversation: ConversationId,
+        /// Its members.
+        members: Vec<MemberPresence>,
+        /// The request's `ref`.
+        #[serde(
+            default,
+            rename = "ref",
+            deserialize_with = "crate::wire_util::reference",
+            skip_serializing_if = "Option::is_none"
+        )]
+        reference: Ref,
+    },
+    /// The answer to `file_start`: send the bytes from `offset` on, in binary frames of at
+    /// most `chunkSize` data bytes, each prefixed with the file id and the offset.
+    FileReady {
+        /// The client's id for the upload.
+        upload_id: String,
+        /// The server's id for it: the first 8 bytes of every binary frame, and `file_end`'s.
+        file_id: u64,
+        /// How many bytes the server already has: continue from here.
+        offset: u64,
+        /// The most data bytes per binary frame.
+        chunk_size: u32,
         /// The request's `ref`.
         #[serde(
             default,

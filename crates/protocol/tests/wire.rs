@@ -124,6 +124,7 @@ fn server_messages_have_the_documented_shape() {
         body: "hi".into(),
         local_id: Some("x".into()),
         event: None,
+        file: None,
     });
     assert_eq!(
         roundtrip_server(&msg),
@@ -145,6 +146,7 @@ fn server_messages_have_the_documented_shape() {
             user: UserId(3),
             by: UserId(2),
         }),
+        file: None,
     });
     let v = roundtrip_server(&system);
     assert_eq!(v["event"], json!({"action":"joined","user":3,"by":2}));

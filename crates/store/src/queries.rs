@@ -76,6 +76,7 @@ pub(crate) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageView> {
         body: row.get(7)?,
         local_id: row.get(8)?,
         event,
+        file: None,
     })
 }
 
@@ -225,6 +226,7 @@ pub(crate) fn conversation_info(
         last_seq,
         last_message,
         unread: 0,
+        markers: Vec::new(),
     };
     if let Some((viewer, read)) = viewer {
         info.unread = if read >= last_seq {

@@ -88,6 +88,14 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_conversation_seq ON messages (conversation_id, seq);
 CREATE UNIQUE INDEX messages_sender_local_id ON messages (sender, local_id);
 ",
+    // 2: delivery markers and last-seen times (receipts, presence).
+    r"
+-- Everything up to it reached one of the member's devices; never behind read_seq.
+ALTER TABLE members ADD COLUMN delivered_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE members SET delivered_seq = read_seq;
+-- When the user's last connection closed (NULL: never, or not since this column exists).
+ALTER TABLE users ADD COLUMN last_seen INTEGER;
+",
 ];
 
 /// The schema version this build writes.

@@ -646,6 +646,7 @@ impl Writer {
                     body,
                     local_id: Some(local_id),
                     event: None,
+                    file: None,
                 };
                 let result = reply.as_ref().map(|_| Ok((message.clone(), false)));
                 (
@@ -1136,6 +1137,7 @@ impl Writer {
             body,
             local_id: None,
             event: Some(event),
+            file: None,
         };
         state.last_seq = seq;
         state.last_ts = ts;

@@ -153,6 +153,7 @@ mod tests {
             body: body.to_owned(),
             local_id: Some(local.to_owned()),
             event: None,
+            file: None,
         }
     }
 
