@@ -1,6 +1,7 @@
 //! The chat protocol's JSON parser: every text a client can send over `/ws`, and the REST
 //! bodies. Nothing may panic; a message that parses must survive a round trip unchanged;
-//! an error must say what was wrong and never echo back more than a bounded `ref`.
+//! an error must say what was wrong and never echo back more than a bounded `ref`. The same
+//! bytes also go through the file chunk header parser (the socket's binary frames).
 
 use chatgroup_protocol::rest::{AddMember, CreateConversation, Credentials, RefreshRequest};
 use chatgroup_protocol::{ClientMsg, MAX_ECHOED_REF};
@@ -12,6 +13,8 @@ pub fn check(data: &[u8]) {
     let _ = serde_json::from_slice::<RefreshRequest>(data);
     let _ = serde_json::from_slice::<CreateConversation>(data);
     let _ = serde_json::from_slice::<AddMember>(data);
+    // Binary frames on the chat socket are file chunks.
+    check_chunk(data);
 
     // WebSocket text messages are valid UTF-8 by the time the parser sees them.
     let Ok(text) = std::str::from_utf8(data) else {
@@ -32,5 +35,24 @@ pub fn check(data: &[u8]) {
                 assert!(reference.len() <= MAX_ECHOED_REF, "echoed ref is bounded");
             }
         }
+    }
+}
+
+/// The binary side of the chat socket: file chunk headers. Whatever the bytes, the parser
+/// either refuses them or splits them so that header and data give back the frame.
+pub fn check_chunk(data: &[u8]) {
+    use chatgroup_protocol::chunk::{encode_header, parse_chunk, HEADER_LEN};
+    match parse_chunk(data) {
+        Ok((header, rest)) => {
+            assert_eq!(
+                rest.len() + HEADER_LEN,
+                data.len(),
+                "only the header is taken"
+            );
+            assert_eq!(encode_header(header)[..], data[..HEADER_LEN]);
+            let end = header.offset.checked_add(rest.len() as u64);
+            assert!(end.is_some(), "an accepted chunk ends inside u64");
+        }
+        Err(err) => assert!(!err.to_string().is_empty()),
     }
 }

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chunk;
 mod client;
 mod error;
 mod ids;
