@@ -49,6 +49,7 @@
 mod checkpoint;
 mod config;
 mod error;
+mod files;
 mod queries;
 mod read;
 mod schema;
@@ -58,5 +59,6 @@ mod writer;
 
 pub use config::{Durability, StoreConfig};
 pub use error::StoreError;
+pub use files::{NewUpload, StoredFile, UploadLimits, UploadStart};
 pub use store::Store;
 pub use types::{for_viewer, AppendRequest, Committed, Origin, StoreStats, UserAuth};

@@ -53,8 +53,12 @@ fn kind_from_sql(v: i64) -> MessageKind {
 }
 
 /// The columns [`message_from_row`] reads, for `FROM messages m LEFT JOIN users u ON u.id = m.sender`.
-pub(crate) const MESSAGE_COLUMNS: &str =
-    "m.id, m.conversation_id, m.seq, m.ts, m.sender, u.username, m.kind, m.body, m.local_id, m.event";
+/// A file message's file comes from a subquery rather than a join, so every query that reads
+/// messages gets it without changing its `FROM` (read by [`crate::files::file_from_column`]).
+pub(crate) const MESSAGE_COLUMNS: &str = concat!(
+    "m.id, m.conversation_id, m.seq, m.ts, m.sender, u.username, m.kind, m.body, m.local_id, m.event, ",
+    "CASE WHEN m.file_id IS NULL THEN NULL ELSE (SELECT json_array(f.id, f.name, f.size, f.mime, f.sha256) FROM files f WHERE f.id = m.file_id) END"
+);
 
 /// One row of [`MESSAGE_COLUMNS`].
 pub(crate) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageView> {
@@ -76,7 +80,7 @@ pub(crate) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageView> {
         body: row.get(7)?,
         local_id: row.get(8)?,
         event,
-        file: None,
+        file: crate::files::file_from_column(row, 10)?,
     })
 }
 

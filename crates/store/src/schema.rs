@@ -88,13 +88,39 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_conversation_seq ON messages (conversation_id, seq);
 CREATE UNIQUE INDEX messages_sender_local_id ON messages (sender, local_id);
 ",
-    // 2: delivery markers and last-seen times (receipts, presence).
+    // 2: delivery markers and last-seen times (receipts, presence); files.
     r"
 -- Everything up to it reached one of the member's devices; never behind read_seq.
 ALTER TABLE members ADD COLUMN delivered_seq INTEGER NOT NULL DEFAULT 0;
 UPDATE members SET delivered_seq = read_seq;
 -- When the user's last connection closed (NULL: never, or not since this column exists).
 ALTER TABLE users ADD COLUMN last_seen INTEGER;
+
+-- Uploads and the files they became. A row is an upload in progress until completed_at is
+-- set, which happens in the transaction that posts its message. The bytes live outside the
+-- database, under <data-dir>/files/ (see the server's chat::files).
+CREATE TABLE files (
+    id              INTEGER PRIMARY KEY,
+    uploader        INTEGER NOT NULL REFERENCES users (id),
+    conversation_id INTEGER NOT NULL REFERENCES conversations (id),
+    -- The client's id for the upload: starting it again resumes it; it becomes the file
+    -- message's local_id.
+    upload_id       TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    mime            TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    -- Lowercase hex: as announced while uploading (NULL if not), as computed once completed.
+    sha256          TEXT,
+    created_at      INTEGER NOT NULL,
+    completed_at    INTEGER
+);
+CREATE UNIQUE INDEX files_uploader_upload ON files (uploader, upload_id);
+-- The daily quota sums a user's recent uploads.
+CREATE INDEX files_uploader_created ON files (uploader, created_at);
+-- The idle-upload sweep looks only at uploads still in progress.
+CREATE INDEX files_in_progress ON files (created_at) WHERE completed_at IS NULL;
+-- Set for file messages (kind 2).
+ALTER TABLE messages ADD COLUMN file_id INTEGER REFERENCES files (id);
 ",
 ];
 

@@ -190,11 +190,20 @@ impl Store {
             .map_err(|_| StoreError::Closed)
     }
 
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+    /// Queues a command and waits for its answer (after its batch commits).
+    pub(crate) async fn call<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue(make(reply)).await?;
         // A dropped reply means the writer stopped without answering (it panicked).
         answer.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// The read-only connections, for read queries defined in other modules.
+    pub(crate) fn readers(&self) -> &Readers {
+        &self.inner.readers
     }
 
     // ---- writes ----

@@ -29,6 +29,8 @@ use crate::error::{is_unique_violation, Fail, Res};
 use crate::queries::{self, kind_to_sql, now_ms, sql, unsql};
 use crate::{AppendRequest, Committed, StoreError, StoreStats};
 
+mod files;
+
 /// A reply channel for one operation.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -103,6 +105,8 @@ pub(crate) enum Command {
         user: UserId,
         tag: u64,
     },
+    /// Uploads and file messages (see [`crate::files`]).
+    Files(crate::files::FileOp),
     /// Stop taking commands; commit what is queued, checkpoint and exit.
     Close,
 }
@@ -457,6 +461,7 @@ impl Writer {
                     error: err.clone(),
                 });
             }
+            Command::Files(op) => op.refuse(err, batch),
             Command::Attach { user, tag } => {
                 // Answered from the committed state by fail_batch.
                 batch.events.push(Committed::Attached {
@@ -473,6 +478,7 @@ impl Writer {
         batch.ops += 1;
         match cmd {
             Command::Append { req, reply } => self.append(req, reply, batch),
+            Command::Files(op) => self.file_op(op, batch),
             Command::Attach { user, tag } => {
                 let conversations = match user_conversations(&self.conn, user) {
                     Ok(conversations) => conversations,

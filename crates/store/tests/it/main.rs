@@ -3,6 +3,7 @@
 mod conversations;
 mod durability;
 mod failures;
+mod files;
 mod messages;
 mod support;
 mod tokens;
