@@ -149,6 +149,30 @@ struct Args {
     #[arg(long, env = "CHATGROUP_PASSWORD_HASHERS", default_value_t = Config::default().password_hashers)]
     password_hashers: usize,
 
+    /// Largest file an upload may announce, in bytes (file_too_large above it).
+    #[arg(long, env = "CHATGROUP_MAX_FILE_SIZE", default_value_t = Config::default().max_file_size)]
+    max_file_size: u64,
+
+    /// Uploads one user may have unfinished at once (quota_exceeded above it).
+    #[arg(long, env = "CHATGROUP_MAX_UPLOADS_IN_FLIGHT", default_value_t = Config::default().max_uploads_in_flight)]
+    max_uploads_in_flight: u32,
+
+    /// Bytes one user may upload in any 24 hours (quota_exceeded above it).
+    #[arg(long, env = "CHATGROUP_UPLOAD_BYTES_PER_DAY", default_value_t = Config::default().upload_bytes_per_day)]
+    upload_bytes_per_day: u64,
+
+    /// An upload that receives no chunk for this long is deleted.
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_UPLOAD_IDLE_TIMEOUT", default_value_t = HumanDuration(Config::default().upload_idle_timeout))]
+    upload_idle_timeout: HumanDuration,
+
+    /// File chunks per second one connection may send (rate_limited above it).
+    #[arg(long, env = "CHATGROUP_FILE_CHUNK_RATE", default_value_t = Config::default().file_chunk_rate)]
+    file_chunk_rate: u32,
+
+    /// File chunks one connection may send at once above the rate.
+    #[arg(long, env = "CHATGROUP_FILE_CHUNK_BURST", default_value_t = Config::default().file_chunk_burst)]
+    file_chunk_burst: u32,
+
     /// Also serve the test sockets: /echo, which echoes every message, and
     /// /broadcast?conversation_id=N, which relays text to the conversation's other members
     /// (for conformance suites, tests and benchmarks).
@@ -222,6 +246,12 @@ impl Args {
         cfg.message_burst = self.message_burst;
         cfg.sync_latest = self.sync_latest;
         cfg.password_hashers = self.password_hashers;
+        cfg.max_file_size = self.max_file_size;
+        cfg.max_uploads_in_flight = self.max_uploads_in_flight;
+        cfg.upload_bytes_per_day = self.upload_bytes_per_day;
+        cfg.upload_idle_timeout = self.upload_idle_timeout.0;
+        cfg.file_chunk_rate = self.file_chunk_rate;
+        cfg.file_chunk_burst = self.file_chunk_burst;
         cfg.echo = self.echo;
         cfg
     }

@@ -83,6 +83,18 @@ pub struct Config {
     pub sync_latest: usize,
     /// Password hashes computed at once (each takes about 19 MiB for a few tens of ms).
     pub password_hashers: usize,
+    /// Largest file an upload may announce, in bytes.
+    pub max_file_size: u64,
+    /// Uploads one user may have unfinished at once.
+    pub max_uploads_in_flight: u32,
+    /// Bytes one user may upload in any 24 hours (counted when an upload starts).
+    pub upload_bytes_per_day: u64,
+    /// An upload that receives no chunk for this long is deleted by a periodic sweep.
+    pub upload_idle_timeout: Duration,
+    /// File chunks per second one connection may send (token bucket rate).
+    pub file_chunk_rate: u32,
+    /// File chunks one connection may send in a burst above the rate.
+    pub file_chunk_burst: u32,
     /// Serve the test sockets: `/echo`, which echoes every message back, and
     /// `/broadcast?conversation_id=N`, which relays text to the conversation's other members
     /// (for conformance suites, tests and benchmarks).
@@ -121,6 +133,14 @@ impl Default for Config {
             message_burst: 40,
             sync_latest: 50,
             password_hashers: 2,
+            max_file_size: 1 << 30,
+            max_uploads_in_flight: 4,
+            upload_bytes_per_day: 10 << 30,
+            upload_idle_timeout: Duration::from_secs(600),
+            // 16,384 chunks of 64 KiB: 1 GiB/s per connection, well above what one client
+            // needs, low enough that a flood of tiny chunks is cut off.
+            file_chunk_rate: 16_384,
+            file_chunk_burst: 1024,
             echo: false,
         }
     }
@@ -216,6 +236,22 @@ impl Config {
             ("password hashers", self.password_hashers as u128),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero(name));
+        }
+        let files: [(&'static str, u128); 5] = [
+            (
+                "max uploads in flight",
+                u128::from(self.max_uploads_in_flight),
+            ),
+            (
+                "upload bytes per day",
+                u128::from(self.upload_bytes_per_day),
+            ),
+            ("upload idle timeout", self.upload_idle_timeout.as_millis()),
+            ("file chunk rate", u128::from(self.file_chunk_rate)),
+            ("file chunk burst", u128::from(self.file_chunk_burst)),
+        ];
+        if let Some((name, _)) = files.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
         }
         if self.jwt_secret.as_ref().is_some_and(|s| s.0.len() < 32) {

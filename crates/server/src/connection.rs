@@ -121,11 +121,12 @@ pub(crate) async fn serve(
         buf.advance(len.head + len.body);
         match action {
             Action::Api { req, close } => {
+                let head_only = req.is_head();
                 let mut response = api::handle(req, &ctx).await;
                 if close {
                     response = response.closing();
                 }
-                if !send(&mut stream, &ctx, &response, false).await || response.close {
+                if !send(&mut stream, &ctx, &response, head_only).await || response.close {
                     return;
                 }
             }
@@ -333,10 +334,13 @@ async fn send(
     head_only: bool,
 ) -> bool {
     let bytes = response.encode(head_only);
-    let ok = matches!(
+    let mut ok = matches!(
         timeout(ctx.cfg.handshake_timeout, stream.write_all(&bytes)).await,
         Ok(Ok(()))
     );
+    if let (true, false, Some(body)) = (ok, head_only, &response.file) {
+        ok = crate::http::api::send_file(stream, ctx, body).await;
+    }
     if ok && response.close {
         linger_close(stream, ctx).await;
     }

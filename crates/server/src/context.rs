@@ -39,6 +39,8 @@ pub(crate) struct ServerCtx {
     pub(crate) store: Store,
     /// Passwords, tokens, login throttling.
     pub(crate) auth: Auth,
+    /// Where uploaded files live, and which connection writes which upload.
+    pub(crate) files: Arc<crate::chat::files::FileRoot>,
 }
 
 impl ServerCtx {
@@ -55,7 +57,9 @@ impl ServerCtx {
         let codec = CodecConfig::server()
             .with_max_frame_len(cfg.max_frame_len)
             .with_max_message_len(cfg.max_message_len);
+        let files = Arc::new(crate::chat::files::FileRoot::new(&cfg.data_dir));
         Self {
+            files,
             ws_slots: Arc::new(Semaphore::new(cfg.max_connections)),
             http_slots: Arc::new(Semaphore::new(cfg.max_http_connections)),
             codec,

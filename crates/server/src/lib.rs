@@ -107,6 +107,9 @@ pub async fn run(
         auth,
     ));
 
+    // Deletes idle uploads until shutdown.
+    tracker.spawn(chat::files::sweep(ctx.clone()));
+
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -548,6 +548,17 @@ impl ChatClient {
         self.ws.stream.write_all(&out).await.is_ok()
     }
 
+    /// Sends a binary message (a file chunk); `false` if the socket is gone.
+    pub(crate) async fn send_binary(&mut self, data: &[u8]) -> bool {
+        let mut out = BytesMut::new();
+        let mask = MASK
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(2_654_435_761)
+            .to_le_bytes();
+        Frame::binary(bytes::Bytes::copy_from_slice(data)).encode(Some(mask), &mut out);
+        self.ws.stream.write_all(&out).await.is_ok()
+    }
+
     /// `send` with `localId` and `body`.
     pub(crate) async fn post(&mut self, conversation: ConversationId, local_id: &str, body: &str) {
         self.send(&send_msg(conversation, local_id, body)).await;

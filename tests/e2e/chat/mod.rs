@@ -9,6 +9,7 @@ mod accounts;
 mod authz;
 mod conversations;
 mod durability;
+mod files;
 mod messaging;
 mod regressions;
 mod sync;

@@ -5,4 +5,5 @@
 
 pub(crate) mod actions;
 pub(crate) mod bucket;
+pub(crate) mod files;
 pub(crate) mod session;

@@ -49,6 +49,8 @@ pub(crate) struct Session {
     bucket: TokenBucket,
     /// A token from the upgrade's `?token=`, used before the first message is read.
     initial_token: Option<String>,
+    /// File uploads open on this connection; `None` until the first `file_start`.
+    uploads: Option<Box<super::files::Uploads>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -71,7 +73,7 @@ pub(crate) struct Io<'a> {
 impl Io<'_> {
     /// Sends a message to this connection, waiting while it is behind (a client that sends
     /// requests but does not read their answers is slowed down, not buffered for).
-    async fn send(&self, msg: &ServerMsg) -> bool {
+    pub(crate) async fn send(&self, msg: &ServerMsg) -> bool {
         self.send_frame(wire::json(msg)).await
     }
 
@@ -102,7 +104,12 @@ impl Io<'_> {
         }
     }
 
-    async fn error(&self, code: ErrorCode, message: impl Into<String>, reference: Ref) -> bool {
+    pub(crate) async fn error(
+        &self,
+        code: ErrorCode,
+        message: impl Into<String>,
+        reference: Ref,
+    ) -> bool {
         self.send(&ServerMsg::error(code, message, reference)).await
     }
 
@@ -118,6 +125,7 @@ impl Session {
             user: None,
             bucket: TokenBucket::new(burst),
             initial_token,
+            uploads: None,
         }
     }
 
@@ -127,6 +135,12 @@ impl Session {
             Some(token) => self.auth(&token, io).await,
             None => Outcome::Continue,
         }
+    }
+
+    /// Handles one binary message: a chunk of an upload open on this connection (anything
+    /// else closes the connection with 1003).
+    pub(crate) async fn on_binary(&mut self, frame: bytes::Bytes, io: Io<'_>) -> Outcome {
+        super::files::chunk(&mut self.uploads, self.user.as_ref(), frame, io).await
     }
 
     /// Handles one text message.
@@ -259,6 +273,29 @@ impl Session {
                 })
                 .await;
                 Ok(())
+            }
+            ClientMsg::FileStart {
+                conversation,
+                upload_id,
+                name,
+                size,
+                mime,
+                sha256,
+                reference,
+            } => {
+                let req = super::files::FileStart {
+                    conversation,
+                    upload_id,
+                    name,
+                    size,
+                    mime,
+                    sha256,
+                    reference,
+                };
+                super::files::start(&mut self.uploads, user, req, io).await
+            }
+            ClientMsg::FileEnd { file_id, reference } => {
+                super::files::end(&mut self.uploads, user, file_id, reference, io).await
             }
             // Handled above.
             ClientMsg::Auth { .. } => Ok(()),

@@ -1,7 +1,9 @@
 //! Building plain HTTP/1.1 responses (status line, a few headers, a `Content-Length` body).
 //! Parsing requests is the codec's job; this only writes.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -11,13 +13,26 @@ pub(crate) struct Response {
     /// Status code.
     pub(crate) status: u16,
     /// `Content-Type` of the body.
-    pub(crate) content_type: &'static str,
+    pub(crate) content_type: Cow<'static, str>,
     /// Extra header lines (name, value).
     pub(crate) headers: Vec<(&'static str, String)>,
     /// The body (omitted on the wire for `HEAD`, but its length is still announced).
     pub(crate) body: Bytes,
     /// Send `Connection: close` and close the connection after this response.
     pub(crate) close: bool,
+    /// A body streamed from a file instead of `body` (see [`FileBody`]).
+    pub(crate) file: Option<FileBody>,
+}
+
+/// A response body read from disk in chunks as it is sent, never whole into memory.
+#[derive(Debug, Clone)]
+pub(crate) struct FileBody {
+    /// The open file; `None` for `HEAD`, which announces the length and sends nothing.
+    pub(crate) file: Option<Arc<std::fs::File>>,
+    /// The first byte sent.
+    pub(crate) start: u64,
+    /// How many bytes (the `Content-Length`).
+    pub(crate) len: u64,
 }
 
 impl Response {
@@ -26,10 +41,11 @@ impl Response {
     pub(crate) fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Self {
         Self {
             status,
-            content_type,
+            content_type: Cow::Borrowed(content_type),
             headers: Vec::new(),
             body: body.into(),
             close: false,
+            file: None,
         }
     }
 
@@ -48,6 +64,17 @@ impl Response {
     pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
+    }
+
+    /// A response whose body is `body`, streamed from disk, with a media type known only at
+    /// run time (it must be a valid header value).
+    #[must_use]
+    pub(crate) fn file(status: u16, content_type: String, body: FileBody) -> Self {
+        Self {
+            content_type: Cow::Owned(content_type),
+            file: Some(body),
+            ..Self::new(status, "", Bytes::new())
+        }
     }
 
     /// Marks the response as the last one on this connection.
@@ -76,7 +103,7 @@ impl Response {
                 self.status,
                 reason(self.status),
                 self.content_type,
-                self.body.len()
+                self.file.as_ref().map_or(self.body.len() as u64, |f| f.len)
             );
         }
         for (name, value) in &self.headers {
@@ -104,6 +131,7 @@ pub(crate) fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        206 => "Partial Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -113,6 +141,7 @@ pub(crate) fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
+        416 => "Range Not Satisfiable",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

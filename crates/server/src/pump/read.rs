@@ -84,6 +84,8 @@ enum Step {
     Broadcast(ConversationId, Bytes),
     /// A chat message for the session.
     Chat(Utf8Bytes),
+    /// A binary chat message (a file chunk) for the session.
+    ChatBinary(Bytes),
 }
 
 impl ReadPump {
@@ -126,6 +128,11 @@ impl ReadPump {
                     Step::End(end) => return end,
                     Step::Chat(text) => {
                         if !Box::pin(self.session(Some(text))).await {
+                            return End::Refused;
+                        }
+                    }
+                    Step::ChatBinary(data) => {
+                        if !Box::pin(self.session_binary(data)).await {
                             return End::Refused;
                         }
                     }
@@ -331,7 +338,29 @@ impl ReadPump {
         match message {
             Message::Text(text) if text == "ping" => self.pong(),
             Message::Text(text) => Step::Chat(text),
-            Message::Binary(_) => self.refuse_binary(),
+            Message::Binary(data) => Step::ChatBinary(data),
+        }
+    }
+
+    /// Hands a binary message (a file chunk) to the chat session; `false` when it closed
+    /// the connection. Boxed by the caller, like [`ReadPump::session`].
+    async fn session_binary(&mut self, data: Bytes) -> bool {
+        let Mode::Chat(session) = &mut self.mode else {
+            return true;
+        };
+        let io = Io {
+            ctx: &self.ctx,
+            client: self.client,
+            outbox: &self.outbox,
+        };
+        match session.on_binary(data, io).await {
+            Outcome::Continue => true,
+            Outcome::Close(code, reason) => {
+                metrics::inc(&self.ctx.metrics.protocol_errors);
+                self.flush_now();
+                self.outbox.close(wire::close(code, reason), false);
+                false
+            }
         }
     }
 
@@ -381,7 +410,7 @@ impl ReadPump {
         Step::Continue
     }
 
-    /// The chat protocol is text-only until file transfer exists (STYLE §3.3: 1003).
+    /// Binary frames are refused where they mean nothing (STYLE §3.3: 1003).
     fn refuse_binary(&mut self) -> Step {
         self.flush_now();
         self.outbox.close(

@@ -7,6 +7,9 @@
 
 mod accounts;
 mod conversations;
+mod files;
+
+pub(crate) use files::send_file;
 
 use std::net::IpAddr;
 
@@ -30,6 +33,8 @@ pub(crate) struct ApiRequest {
     query: Option<String>,
     /// The bearer token from `Authorization`, if any.
     bearer: Option<String>,
+    /// The `Range` header (file downloads), if any.
+    range: Option<String>,
     body: Bytes,
     peer: IpAddr,
 }
@@ -65,7 +70,9 @@ impl ApiRequest {
                 ));
             }
         }
+        let range = head.single_header_str("range")?.map(str::to_owned);
         Ok(Self {
+            range,
             method: head.method.to_owned(),
             path: head.path().to_owned(),
             query: head.query().map(str::to_owned),
@@ -73,6 +80,13 @@ impl ApiRequest {
             body,
             peer,
         })
+    }
+}
+
+impl ApiRequest {
+    /// A `HEAD` request: answered like `GET`, without the body.
+    pub(crate) fn is_head(&self) -> bool {
+        self.method == "HEAD"
     }
 }
 
@@ -182,6 +196,7 @@ pub(crate) async fn handle(req: ApiRequest, ctx: &ServerCtx) -> Response {
             conversations::remove_member(&req, ctx, id, username).await
         }
         ("GET", ["conversations", id, "messages"]) => conversations::messages(&req, ctx, id).await,
+        ("GET" | "HEAD", ["files", id]) => files::download(&req, ctx, id).await,
         (_, segments) => Err(not_routed(&req.method, segments)),
     };
     // Nothing under /api/ may be cached (it is per user, and some of it is tokens): every
@@ -193,6 +208,7 @@ pub(crate) async fn handle(req: ApiRequest, ctx: &ServerCtx) -> Response {
 fn not_routed(method: &str, segments: &[&str]) -> ApiError {
     let allow = match segments {
         ["register" | "login" | "logout"] | ["token", "refresh"] => Some("POST"),
+        ["files", _] => Some("GET, HEAD"),
         ["me" | "users"] | ["conversations", _] | ["conversations", _, "messages"] => Some("GET"),
         ["conversations"] => Some("GET, POST"),
         ["conversations", _, "members"] => Some("POST"),
