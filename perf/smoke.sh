@@ -47,7 +47,8 @@ trap cleanup EXIT
 # An ephemeral port, read back from the server's "listening on" log line.
 # The chat cases need the per-connection send limit lifted; acks are durable (the default).
 "$SERVER" --listen 127.0.0.1:0 --data-dir "$SCRATCH/data" --echo --log info \
-    --durability full --message-rate 1000000 --message-burst 1000000 >"$SCRATCH/server.log" 2>&1 &
+    --durability full --message-rate 1000000 --message-burst 1000000 \
+    --user-message-rate 1000000 --receipt-rate 1000000 --request-rate 1000000 >"$SCRATCH/server.log" 2>&1 &
 SPID=$!
 ADDR=""
 for _ in $(seq 200); do

@@ -141,6 +141,34 @@ struct Args {
     #[arg(long, env = "CHATGROUP_MESSAGE_BURST", default_value_t = Config::default().message_burst)]
     message_burst: u32,
 
+    /// Messages per second one user may send across all their connections and the HTTP
+    /// API (burst: twice this).
+    #[arg(long, env = "CHATGROUP_USER_MESSAGE_RATE", default_value_t = Config::default().user_message_rate)]
+    user_message_rate: u32,
+
+    /// `received`/`read` reports per second one connection may send (burst: four times).
+    #[arg(long, env = "CHATGROUP_RECEIPT_RATE", default_value_t = Config::default().receipt_rate)]
+    receipt_rate: u32,
+
+    /// `typing` reports per second one connection may send (burst: twice).
+    #[arg(long, env = "CHATGROUP_TYPING_RATE", default_value_t = Config::default().typing_rate)]
+    typing_rate: u32,
+
+    /// Other chat requests (sync, history, lists, conversation changes) per second one
+    /// connection may send (burst: twice).
+    #[arg(long, env = "CHATGROUP_REQUEST_RATE", default_value_t = Config::default().request_rate)]
+    request_rate: u32,
+
+    /// How long a user stays online after their last connection closes (a reload does
+    /// not flap).
+    #[arg(long, value_name = "DURATION", env = "CHATGROUP_PRESENCE_DEBOUNCE", default_value_t = HumanDuration(Config::default().presence_debounce))]
+    presence_debounce: HumanDuration,
+
+    /// Presence changes are pushed to conversations with at most this many connected
+    /// members; larger ones only to clients that asked for their user_list.
+    #[arg(long, env = "CHATGROUP_PRESENCE_FANOUT", default_value_t = Config::default().presence_fanout)]
+    presence_fanout: usize,
+
     /// Messages a sync replays for a conversation the client has no cursor for.
     #[arg(long, env = "CHATGROUP_SYNC_LATEST", default_value_t = Config::default().sync_latest)]
     sync_latest: usize,
@@ -244,6 +272,12 @@ impl Args {
         cfg.max_body_chars = self.max_body_chars;
         cfg.message_rate = self.message_rate;
         cfg.message_burst = self.message_burst;
+        cfg.user_message_rate = self.user_message_rate;
+        cfg.receipt_rate = self.receipt_rate;
+        cfg.typing_rate = self.typing_rate;
+        cfg.request_rate = self.request_rate;
+        cfg.presence_debounce = self.presence_debounce.0;
+        cfg.presence_fanout = self.presence_fanout;
         cfg.sync_latest = self.sync_latest;
         cfg.password_hashers = self.password_hashers;
         cfg.max_file_size = self.max_file_size;

@@ -79,6 +79,22 @@ pub struct Config {
     pub message_rate: u32,
     /// Messages one connection may send in a burst above the rate.
     pub message_burst: u32,
+    /// Messages per second one user may send across all their connections and the HTTP
+    /// API; the burst is twice this.
+    pub user_message_rate: u32,
+    /// `received`/`read` reports per second one connection may send (burst: four times).
+    pub receipt_rate: u32,
+    /// `typing` reports per second one connection may send (burst: twice).
+    pub typing_rate: u32,
+    /// Other requests (sync, history, lists, conversation changes) per second one
+    /// connection may send (burst: twice).
+    pub request_rate: u32,
+    /// How long a user still counts as online after their last connection closed, so a
+    /// reload does not flap.
+    pub presence_debounce: Duration,
+    /// Presence changes are pushed to conversations with at most this many connected
+    /// members; larger ones get them on connections that asked for their `user_list`.
+    pub presence_fanout: usize,
     /// Messages a `sync` replays for a conversation the client has no cursor for.
     pub sync_latest: usize,
     /// Password hashes computed at once (each takes about 19 MiB for a few tens of ms).
@@ -131,6 +147,12 @@ impl Default for Config {
             max_body_chars: 4000,
             message_rate: 20,
             message_burst: 40,
+            user_message_rate: 40,
+            receipt_rate: 100,
+            typing_rate: 5,
+            request_rate: 50,
+            presence_debounce: Duration::from_secs(3),
+            presence_fanout: 100,
             sync_latest: 50,
             password_hashers: 2,
             max_file_size: 1 << 30,
@@ -211,7 +233,7 @@ impl Config {
     /// # Errors
     /// The first rule that is broken.
     pub fn validate(self) -> Result<Self, ConfigError> {
-        let positive: [(&'static str, u128); 22] = [
+        let positive: &[(&'static str, u128)] = &[
             ("max connections", self.max_connections as u128),
             ("max http connections", self.max_http_connections as u128),
             ("max frame size", u128::from(self.max_frame_len)),
@@ -233,6 +255,10 @@ impl Config {
             ("max body chars", self.max_body_chars as u128),
             ("message rate", u128::from(self.message_rate)),
             ("message burst", u128::from(self.message_burst)),
+            ("user message rate", u128::from(self.user_message_rate)),
+            ("receipt rate", u128::from(self.receipt_rate)),
+            ("typing rate", u128::from(self.typing_rate)),
+            ("request rate", u128::from(self.request_rate)),
             ("password hashers", self.password_hashers as u128),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {

@@ -199,7 +199,7 @@ fn dispatch(head: &RequestHead<'_>, ctx: &ServerCtx) -> Action {
             upgrade(
                 head,
                 ctx,
-                token.map(|t| Mode::Chat(Box::new(Session::new(t, ctx.cfg.message_burst)))),
+                token.map(|t| Mode::Chat(Box::new(Session::new(t, &ctx.cfg)))),
             )
         }
         Route::BroadcastSocket => {

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use chatgroup_store::Store;
 
 use crate::auth::Auth;
+use crate::chat::bucket::PerUser;
 use crate::config::Config;
 use crate::hub::HubHandle;
 use crate::ids::ClientId;
@@ -41,6 +42,8 @@ pub(crate) struct ServerCtx {
     pub(crate) auth: Auth,
     /// Where uploaded files live, and which connection writes which upload.
     pub(crate) files: Arc<crate::chat::files::FileRoot>,
+    /// Per-user send limits, shared by a user's sockets and the HTTP API.
+    pub(crate) user_sends: PerUser,
 }
 
 impl ServerCtx {
@@ -72,6 +75,7 @@ impl ServerCtx {
             pong_text: wire::pong_text(),
             store,
             auth,
+            user_sends: PerUser::default(),
         }
     }
 

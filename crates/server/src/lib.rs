@@ -95,6 +95,16 @@ pub async fn run(
     // events it still delivers while they flush).
     let hub_task = tokio::spawn(hub.run());
     let store = open_store(&cfg, hub_handle.clone()).await?;
+    // Before any connection exists: the hub applies commands in order.
+    let _ = hub_handle
+        .send_command(Command::Chat(Box::new(ChatCommand::Configure(
+            hub::chat::Settings {
+                store: Some(store.clone()),
+                presence_debounce: cfg.presence_debounce,
+                presence_fanout: cfg.presence_fanout,
+            },
+        ))))
+        .await;
     let auth = build_auth(&cfg, &store)?;
     let grace = cfg.shutdown_grace;
     let ctx = Arc::new(ServerCtx::new(

@@ -39,6 +39,12 @@ pub struct Metrics {
     pub chat_events: AtomicU64,
     /// Chat frames (new messages, acks, errors, conversation updates) handed to outboxes.
     pub chat_deliveries: AtomicU64,
+    /// `receipt` frames handed to outboxes.
+    pub receipt_frames: AtomicU64,
+    /// `typing` frames handed to outboxes.
+    pub typing_frames: AtomicU64,
+    /// `presence` frames handed to outboxes.
+    pub presence_frames: AtomicU64,
     /// Frames not queued because a recipient's outbox hit its hard bound (it is evicted).
     pub queue_full_drops: AtomicU64,
     /// Clients evicted because their outbox stayed full past the grace period.
@@ -100,7 +106,7 @@ impl Metrics {
     /// Renders every counter in the Prometheus text exposition format (version 0.0.4).
     #[must_use]
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 19] = [
+        let rows: &[(&str, &str, &str, &AtomicU64)] = &[
             (
                 "chatgroup_connections_open",
                 "gauge",
@@ -184,6 +190,24 @@ impl Metrics {
                 "counter",
                 "Chat frames handed to recipients' outboxes",
                 &self.chat_deliveries,
+            ),
+            (
+                "chatgroup_receipt_frames_total",
+                "counter",
+                "Receipt frames handed to recipients (after coalescing and targeting)",
+                &self.receipt_frames,
+            ),
+            (
+                "chatgroup_typing_frames_total",
+                "counter",
+                "Typing frames handed to recipients",
+                &self.typing_frames,
+            ),
+            (
+                "chatgroup_presence_frames_total",
+                "counter",
+                "Presence frames handed to recipients",
+                &self.presence_frames,
             ),
             (
                 "chatgroup_queue_full_drops_total",
@@ -304,8 +328,8 @@ mod tests {
         assert!(text.contains("\nchatgroup_bytes_out_total 42\n"));
         assert!(text.contains("\nchatgroup_sweep_terminations_total 1\n"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 19 + 7);
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 20);
+        assert_eq!(samples, 22 + 7);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 23);
     }
 
     #[test]

@@ -50,6 +50,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod files;
+mod marks;
 mod queries;
 mod read;
 mod schema;

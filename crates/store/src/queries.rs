@@ -4,8 +4,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chatgroup_protocol::{
-    ConversationId, ConversationInfo, ConversationKind, MessageId, MessageKind, MessageView,
-    Millis, Seq, SystemEvent, UserId, UserInfo,
+    ConversationId, ConversationInfo, ConversationKind, Markers, MessageId, MessageKind,
+    MessageView, Millis, Seq, SystemEvent, UserId, UserInfo,
 };
 use rusqlite::{Connection, OptionalExtension, Row};
 
@@ -169,16 +169,34 @@ pub(crate) fn conversation_row(
         .optional()?)
 }
 
-/// The members of `id`, longest-standing first.
-pub(crate) fn members(conn: &Connection, id: ConversationId) -> Res<Vec<UserInfo>> {
+/// A member with their markers and when they were last online.
+#[derive(Debug, Clone)]
+pub(crate) struct MemberRow {
+    pub(crate) user: UserInfo,
+    pub(crate) markers: Markers,
+    pub(crate) last_seen: Option<Millis>,
+}
+
+/// The members of `id` with their markers, longest-standing first.
+pub(crate) fn member_rows(conn: &Connection, id: ConversationId) -> Res<Vec<MemberRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT m.user_id, u.username FROM members m JOIN users u ON u.id = m.user_id
+        "SELECT m.user_id, u.username, m.delivered_seq, m.read_seq, u.last_seen
+         FROM members m JOIN users u ON u.id = m.user_id
          WHERE m.conversation_id = ?1 ORDER BY m.id",
     )?;
     let rows = stmt.query_map([sql(id.0)], |r| {
-        Ok(UserInfo {
-            id: UserId(unsql(r.get(0)?)),
-            username: r.get(1)?,
+        let user = UserId(unsql(r.get(0)?));
+        Ok(MemberRow {
+            user: UserInfo {
+                id: user,
+                username: r.get(1)?,
+            },
+            markers: Markers {
+                user,
+                delivered: Seq(unsql(r.get(2)?)),
+                read: Seq(unsql(r.get(3)?)),
+            },
+            last_seen: r.get(4)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -215,7 +233,7 @@ pub(crate) fn conversation_info(
     last_seq: Seq,
     viewer: Option<(UserId, Seq)>,
 ) -> Res<ConversationInfo> {
-    let members = members(conn, id)?;
+    let rows = member_rows(conn, id)?;
     let last_message = if last_seq == Seq::ZERO {
         None
     } else {
@@ -226,7 +244,7 @@ pub(crate) fn conversation_info(
         kind: row.kind,
         name: row.name.clone(),
         owner: row.owner,
-        members,
+        members: rows.iter().map(|m| m.user.clone()).collect(),
         last_seq,
         last_message,
         unread: 0,
@@ -238,6 +256,7 @@ pub(crate) fn conversation_info(
         } else {
             unread(conn, viewer, id, read)?
         };
+        info.markers = rows.iter().map(|m| m.markers).collect();
         info = crate::for_viewer(&info, viewer);
     }
     Ok(info)

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use chatgroup_protocol::{ConversationId, ConversationInfo, MessageView, Seq, UserId, UserInfo};
+use chatgroup_protocol::{
+    ConversationId, ConversationInfo, MessageView, Millis, Seq, UserId, UserInfo,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Semaphore;
 
@@ -189,6 +191,21 @@ pub(crate) fn conversation(
         let read =
             queries::read_marker(conn, user, id)?.ok_or(Fail::Store(StoreError::NotMember))?;
         queries::conversation_info(conn, id, &row, row.last_seq, Some((user, read)))
+    })
+}
+
+/// The members of `id` with when each was last online, for `user` (a member).
+pub(crate) fn member_presence(
+    conn: &mut Connection,
+    user: UserId,
+    id: ConversationId,
+) -> Res<Vec<(UserInfo, Option<Millis>)>> {
+    snapshot(conn, |conn| {
+        check_member(conn, user, id)?;
+        Ok(queries::member_rows(conn, id)?
+            .into_iter()
+            .map(|m| (m.user, m.last_seen))
+            .collect())
     })
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint;
 use crate::error::Res;
+use crate::marks::Board;
 use crate::read::{self, Readers};
 use crate::schema;
 use crate::writer::{Command, Reply, Sink, Stats, Writer};
@@ -32,6 +33,7 @@ struct Inner {
     epoch: String,
     jwt_secret: Vec<u8>,
     stats: Arc<Stats>,
+    board: Arc<Board>,
     /// Becomes `true` when the writer has committed its last batch and checkpointed.
     done: watch::Receiver<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -118,12 +120,14 @@ impl Store {
         let (done_tx, done) = watch::channel(false);
         let (nudge, nudges) = std::sync::mpsc::sync_channel(1);
         let checkpointer = checkpoint::start(path.clone(), cfg.durability, nudges)?;
+        let board = Arc::new(Board::default());
         let writer = Writer::new(
             conn,
             (nudge, checkpointer),
             sink,
             Arc::clone(&stats),
             cfg.max_batch,
+            Arc::clone(&board),
         );
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
@@ -139,6 +143,7 @@ impl Store {
                 epoch,
                 jwt_secret,
                 stats,
+                board,
                 done,
                 writer: Mutex::new(Some(handle)),
                 path,
@@ -418,6 +423,38 @@ impl Store {
         .await
     }
 
+    /// Reports that everything up to `delivered` in `conversation` reached one of `user`'s
+    /// devices and that they have seen everything up to `read`. Never waits: reports are
+    /// merged in memory (markers are cumulative, so a burst costs one row update) and the
+    /// next batch applies them, clamped to the conversation's last message and never moving
+    /// a marker back. A move comes through the sink as [`Committed::Receipt`]; a report
+    /// from a non-member as [`Committed::MarksRefused`] carrying `tag`.
+    pub fn mark(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        delivered: Seq,
+        read: Seq,
+        tag: u64,
+    ) {
+        if self
+            .inner
+            .board
+            .note(conversation, user, delivered, read, tag)
+        {
+            // A full queue means the writer is busy and takes the board with its next batch
+            // anyway; a closed one means no more batches.
+            let _ = self.inner.commands.try_send(Command::Marks);
+        }
+    }
+
+    /// Records that `user`'s last connection closed at `at` (their "last seen"). Never
+    /// waits; dropped if the writer's queue is full (it is a display hint, and the next
+    /// disconnect records it again).
+    pub fn set_last_seen(&self, user: UserId, at: Millis) {
+        let _ = self.inner.commands.try_send(Command::LastSeen { user, at });
+    }
+
     /// Queues a message. Resolves once it is queued (waiting only while the writer's queue is
     /// full: the backpressure), not when it is committed: the outcome,
     /// [`Committed::Message`], [`Committed::Duplicate`] or [`Committed::Rejected`], carrying
@@ -514,6 +551,23 @@ impl Store {
         self.inner
             .readers
             .run(move |c| read::search_users(c, &prefix, limit))
+            .await
+    }
+
+    /// The members of conversation `id` as `user` may see them, each with when they were
+    /// last online (`None`: never recorded).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], [`StoreError::NotMember`].
+    pub async fn member_presence(
+        &self,
+        user: UserId,
+        id: ConversationId,
+    ) -> Result<Vec<(UserInfo, Option<Millis>)>, StoreError> {
+        self.inner
+            .readers
+            .run(move |c| read::member_presence(c, user, id))
             .await
     }
 

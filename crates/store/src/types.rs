@@ -1,7 +1,7 @@
 //! What goes into the store and what comes out of its commits.
 
 use chatgroup_protocol::{
-    ConversationId, ConversationInfo, MessageKind, MessageView, UserId, UserInfo,
+    ConversationId, ConversationInfo, Markers, MessageKind, MessageView, UserId, UserInfo,
 };
 
 use crate::StoreError;
@@ -102,6 +102,27 @@ pub enum Committed {
     ConversationChanged {
         /// The conversation now.
         conversation: ConversationInfo,
+    },
+    /// A member's delivery or read marker moved forward (reports are merged, so one event
+    /// may cover many `received`/`read` reports).
+    Receipt {
+        /// Where.
+        conversation: ConversationId,
+        /// The markers now.
+        markers: Markers,
+        /// The markers before: the messages in between are the ones this receipt is news
+        /// about.
+        previous: Markers,
+    },
+    /// Markers reported for a conversation the user is not a member of (or that does not
+    /// exist) were dropped.
+    MarksRefused {
+        /// The tag given to [`Store::mark`](crate::Store::mark) by the last report.
+        tag: u64,
+        /// The conversation named.
+        conversation: ConversationId,
+        /// [`StoreError::NotMember`] or [`StoreError::NotFound`].
+        error: StoreError,
     },
     /// The answer to [`Store::attach`](crate::Store::attach): the user's conversations at this
     /// point of the commit order.

@@ -19,13 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chatgroup_protocol::{
-    ConversationId, ConversationInfo, ConversationKind, MessageId, MessageKind, MessageView,
-    Millis, Seq, SystemEvent, UserId, UserInfo,
+    ConversationId, ConversationInfo, ConversationKind, Markers, MessageId, MessageKind,
+    MessageView, Millis, Seq, SystemEvent, UserId, UserInfo,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{is_unique_violation, Fail, Res};
+use crate::marks::{Board, Pending};
 use crate::queries::{self, kind_to_sql, now_ms, sql, unsql};
 use crate::{AppendRequest, Committed, StoreError, StoreStats};
 
@@ -104,6 +105,14 @@ pub(crate) enum Command {
     Attach {
         user: UserId,
         tag: u64,
+    },
+    /// Reported markers are waiting on the board (see [`crate::marks`]); the batch takes
+    /// them whether or not this arrives, it only wakes an idle writer.
+    Marks,
+    /// `user`'s last connection closed at `at`.
+    LastSeen {
+        user: UserId,
+        at: Millis,
     },
     /// Uploads and file messages (see [`crate::files`]).
     Files(crate::files::FileOp),
@@ -251,7 +260,7 @@ enum Appended {
         ts: Millis,
         sender_name: String,
     },
-    Duplicate(MessageView),
+    Duplicate(Box<MessageView>),
     Refused(StoreError),
 }
 
@@ -264,6 +273,7 @@ pub(crate) struct Writer {
     sink: Sink,
     stats: Arc<Stats>,
     max_batch: usize,
+    board: Arc<Board>,
 }
 
 impl Writer {
@@ -273,6 +283,7 @@ impl Writer {
         sink: Sink,
         stats: Arc<Stats>,
         max_batch: usize,
+        board: Arc<Board>,
     ) -> Self {
         Writer {
             conn,
@@ -281,6 +292,7 @@ impl Writer {
             sink,
             stats,
             max_batch: max_batch.max(1),
+            board,
         }
     }
 
@@ -336,6 +348,11 @@ impl Writer {
             self.fail_batch(batch, &err);
             return;
         }
+        // Markers first: they were reported about messages committed before this batch.
+        let marks = self.board.take();
+        if let Err(e) = self.apply_marks(&marks, &mut batch) {
+            batch.poison = Some(e.into());
+        }
         for cmd in cmds.drain(..) {
             // SQLite rolls the whole transaction back by itself after some errors (disk
             // full, I/O, out of memory). Applying more commands would then autocommit each
@@ -380,6 +397,7 @@ impl Writer {
                 }
                 // The cache holds seqs and members that were never committed.
                 self.cache.clear();
+                self.board.restore(marks);
                 self.fail_batch(batch, &StoreError::from(e));
             }
         }
@@ -470,7 +488,7 @@ impl Writer {
                     conversations: Vec::new(),
                 });
             }
-            Command::Close => {}
+            Command::Marks | Command::LastSeen { .. } | Command::Close => {}
         }
     }
 
@@ -502,7 +520,7 @@ impl Writer {
                 reply,
             } => {
                 let result = self
-                    .mark_read(user, conversation, seq)
+                    .mark_read(user, conversation, seq, &mut batch.events)
                     .map_err(StoreError::from);
                 batch.replies.push(pending(reply, result));
             }
@@ -585,7 +603,16 @@ impl Writer {
                 let r = self.savepoint(batch, |w, ev| w.rename(by, conversation, &name, ev));
                 batch.replies.push(pending(reply, r));
             }
-            Command::Close => batch.ops -= 1,
+            Command::LastSeen { user, at } => {
+                if let Err(e) = exec_params(
+                    &self.conn,
+                    "UPDATE users SET last_seen = max(coalesce(last_seen, 0), ?2) WHERE id = ?1",
+                    params![sql(user.0), at],
+                ) {
+                    batch.poison = Some(Fail::from(e).into());
+                }
+            }
+            Command::Marks | Command::Close => batch.ops -= 1,
         }
     }
 
@@ -664,6 +691,7 @@ impl Writer {
                 )
             }
             Appended::Duplicate(message) => {
+                let message = *message;
                 let result = reply.as_ref().map(|_| Ok((message.clone(), true)));
                 (Committed::Duplicate { message, origin }, result)
             }
@@ -728,7 +756,7 @@ impl Writer {
                 if let Some(original) =
                     queries::message_by_local_id(&self.conn, req.sender, &req.local_id)?
                 {
-                    return Ok(Appended::Duplicate(original));
+                    return Ok(Appended::Duplicate(Box::new(original)));
                 }
             }
             return Err(e.into());
@@ -752,7 +780,7 @@ impl Writer {
     fn refuse_append(&mut self, req: &AppendRequest, error: StoreError) -> Res<Appended> {
         Ok(
             match queries::message_by_local_id(&self.conn, req.sender, &req.local_id)? {
-                Some(original) => Appended::Duplicate(original),
+                Some(original) => Appended::Duplicate(Box::new(original)),
                 None => Appended::Refused(error),
             },
         )
@@ -760,22 +788,91 @@ impl Writer {
 
     // ---- the other operations ----
 
-    fn mark_read(&mut self, user: UserId, conversation: ConversationId, seq: Seq) -> Res<Seq> {
+    fn mark_read(
+        &mut self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: Seq,
+        events: &mut Vec<Committed>,
+    ) -> Res<Seq> {
+        Ok(self
+            .move_markers(conversation, user, seq, seq, events)?
+            .read)
+    }
+
+    /// Applies the markers reported since the last batch; a report from a non-member (or
+    /// for a conversation that does not exist) is refused to the connection that made it.
+    fn apply_marks(&mut self, marks: &Pending, batch: &mut Batch) -> Res<()> {
+        for (&(conversation, user), r) in marks {
+            batch.ops += 1;
+            match self.move_markers(conversation, user, r.delivered, r.read, &mut batch.events) {
+                Ok(_) => {}
+                Err(Fail::Store(error)) => batch.events.push(Committed::MarksRefused {
+                    tag: r.tag,
+                    conversation,
+                    error,
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `user`'s markers in `conversation` forward (never back, never past the last
+    /// message; reading implies delivery) and reports a move as [`Committed::Receipt`].
+    /// Returns the markers now.
+    fn move_markers(
+        &mut self,
+        conversation: ConversationId,
+        user: UserId,
+        delivered: Seq,
+        read: Seq,
+        events: &mut Vec<Committed>,
+    ) -> Res<Markers> {
         let state = self.cache.existing(&self.conn, conversation)?;
         if !state.members.contains(&user) {
             return Err(StoreError::NotMember.into());
         }
-        let target = seq.min(state.last_seq);
-        // One statement, so no savepoint: max() keeps the marker monotonic.
+        let read = read.min(state.last_seq);
+        let delivered = delivered.max(read).min(state.last_seq);
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE members SET read_seq = max(read_seq, ?3)
-             WHERE conversation_id = ?1 AND user_id = ?2 RETURNING read_seq",
+            "SELECT delivered_seq, read_seq FROM members WHERE conversation_id = ?1 AND user_id = ?2",
         )?;
-        let read: i64 = stmt.query_row(
-            params![sql(conversation.0), sql(user.0), sql(target.0)],
-            |r| r.get(0),
-        )?;
-        Ok(Seq(unsql(read)))
+        let (old_delivered, old_read) = stmt
+            .query_row(params![sql(conversation.0), sql(user.0)], |r| {
+                Ok((Seq(unsql(r.get(0)?)), Seq(unsql(r.get(1)?))))
+            })?;
+        drop(stmt);
+        let previous = Markers {
+            user,
+            delivered: old_delivered,
+            read: old_read,
+        };
+        let now = Markers {
+            user,
+            delivered: old_delivered.max(delivered),
+            read: old_read.max(read),
+        };
+        if now != previous {
+            // One statement, so no savepoint.
+            exec_params(
+                &self.conn,
+                "UPDATE members SET delivered_seq = ?3, read_seq = ?4
+                 WHERE conversation_id = ?1 AND user_id = ?2",
+                params![
+                    sql(conversation.0),
+                    sql(user.0),
+                    sql(now.delivered.0),
+                    sql(now.read.0)
+                ],
+            )?;
+            events.push(Committed::Receipt {
+                conversation,
+                markers: now,
+                previous,
+            });
+        }
+        Ok(now)
     }
 
     fn create_user(&mut self, username: &str, password_hash: &str) -> Res<UserInfo> {

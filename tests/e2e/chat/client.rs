@@ -65,6 +65,10 @@ pub(crate) fn chat_config(data_dir: &Path) -> Config {
     cfg.data_dir = data_dir.to_owned();
     cfg.message_rate = 1_000_000;
     cfg.message_burst = 1_000_000;
+    cfg.user_message_rate = 1_000_000;
+    cfg.receipt_rate = 1_000_000;
+    cfg.typing_rate = 1_000_000;
+    cfg.request_rate = 1_000_000;
     cfg
 }
 
@@ -450,11 +454,22 @@ pub(crate) enum Next {
 
 static MASK: AtomicU32 = AtomicU32::new(0x5eed);
 
+/// Whether `msg` is one of the ephemeral messages tests read apart.
+fn is_live(msg: &ServerMsg) -> bool {
+    matches!(
+        msg,
+        ServerMsg::Receipt { .. } | ServerMsg::Typing { .. } | ServerMsg::Presence { .. }
+    )
+}
+
 /// The chat socket, typed.
 pub(crate) struct ChatClient {
     ws: TestClient,
     /// Messages read while waiting for something else, served first by [`ChatClient::recv`].
     pending: VecDeque<ServerMsg>,
+    /// `receipt`, `typing` and `presence` messages, kept apart so tests of other things
+    /// need not expect them; read with [`ChatClient::wait_live`] and [`ChatClient::live_for`].
+    live: VecDeque<ServerMsg>,
     /// The latest `ready`, if authenticated.
     pub(crate) ready: Option<Ready>,
 }
@@ -484,8 +499,22 @@ impl ChatClient {
         Self {
             ws,
             pending: VecDeque::new(),
+            live: VecDeque::new(),
             ready: None,
         }
+    }
+
+    /// A round trip: once it is answered, the server has started live delivery to this
+    /// connection (it does so right after `ready`, which the client may read first).
+    pub(crate) async fn settle(&mut self) {
+        self.send(&ClientMsg::Conversations {
+            reference: Some("settle".into()),
+        })
+        .await;
+        self.wait_for("settle", |m| {
+            matches!(m, ServerMsg::Conversations { reference, .. } if reference.as_deref() == Some("settle"))
+        })
+        .await;
     }
 
     /// Sends `auth` and waits for `ready`.
@@ -564,11 +593,24 @@ impl ChatClient {
         self.send(&send_msg(conversation, local_id, body)).await;
     }
 
-    /// The next message within `wait` (stashed ones first); heartbeat `pong`s are skipped.
+    /// The next message within `wait` (stashed ones first); heartbeat `pong`s are skipped,
+    /// `receipt`/`typing`/`presence` set apart.
     pub(crate) async fn next_within(&mut self, wait: Duration) -> Next {
         if let Some(msg) = self.pending.pop_front() {
             return Next::Msg(Box::new(msg));
         }
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_raw(left).await {
+                Next::Msg(msg) if is_live(&msg) => self.live.push_back(*msg),
+                other => return other,
+            }
+        }
+    }
+
+    /// The next message off the socket within `wait`, whatever it is.
+    async fn next_raw(&mut self, wait: Duration) -> Next {
         let deadline = Instant::now() + wait;
         loop {
             let event = match timeout_at(deadline, self.ws.next_event()).await {
@@ -589,6 +631,45 @@ impl ChatClient {
                 Event::Message(Message::Binary(b)) => panic!("unexpected binary message {b:?}"),
                 Event::Close(frame) => return Next::Closed(frame),
                 Event::Ping(_) | Event::Pong(_) => {}
+            }
+        }
+    }
+
+    /// The first `receipt`/`typing`/`presence` matching `pred`, reading (and stashing) other
+    /// messages meanwhile; earlier live messages that do not match are dropped. Panics after
+    /// [`WAIT`].
+    pub(crate) async fn wait_live(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&ServerMsg) -> bool,
+    ) -> ServerMsg {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            while let Some(msg) = self.live.pop_front() {
+                if pred(&msg) {
+                    return msg;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_raw(left).await {
+                Next::Msg(msg) if is_live(&msg) => self.live.push_back(*msg),
+                Next::Msg(msg) => self.pending.push_back(*msg),
+                other => panic!("waiting for {what}: got {other:?}"),
+            }
+        }
+    }
+
+    /// Every `receipt`/`typing`/`presence` that arrives within `wait` (and any already
+    /// read), other messages stashed.
+    pub(crate) async fn live_for(&mut self, wait: Duration) -> Vec<ServerMsg> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_raw(left).await {
+                Next::Msg(msg) if is_live(&msg) => self.live.push_back(*msg),
+                Next::Msg(msg) => self.pending.push_back(*msg),
+                Next::Quiet => return self.live.drain(..).collect(),
+                other => panic!("collecting live messages: got {other:?}"),
             }
         }
     }

@@ -28,6 +28,8 @@ const ARGS: &[&str] = &[
     "1000000",
     "--message-burst",
     "1000000",
+    "--user-message-rate",
+    "1000000",
 ];
 
 /// One flooding client's record of what it did and saw.

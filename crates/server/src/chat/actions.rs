@@ -44,6 +44,35 @@ impl From<ActionError> for crate::http::api::ApiError {
     }
 }
 
+/// The longest `localId`, in bytes.
+pub(crate) const MAX_LOCAL_ID: usize = 64;
+
+/// Checks a message before it is queued, the same for a socket `send` and `POST
+/// /api/messages`.
+pub(crate) fn check_message(
+    ctx: &ServerCtx,
+    local_id: &str,
+    body: &str,
+) -> Result<(), ActionError> {
+    if local_id.is_empty() || local_id.len() > MAX_LOCAL_ID {
+        return Err(ActionError::new(
+            ErrorCode::Invalid,
+            format!("localId must have 1 to {MAX_LOCAL_ID} bytes"),
+        ));
+    }
+    let max = ctx.cfg.max_body_chars;
+    if body.chars().count() > max {
+        return Err(ActionError::new(
+            ErrorCode::BodyTooLong,
+            format!("body has more than {max} characters"),
+        ));
+    }
+    if body.trim().is_empty() {
+        return Err(ActionError::new(ErrorCode::Invalid, "body is empty"));
+    }
+    Ok(())
+}
+
 /// Checks a group name and returns it trimmed.
 pub(crate) fn group_name(name: &str) -> Result<&str, ActionError> {
     let name = name.trim();

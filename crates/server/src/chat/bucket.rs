@@ -1,8 +1,13 @@
-//! A token bucket: `rate` tokens per second, up to `burst` saved.
+//! Token buckets: `rate` tokens per second, up to `burst` saved; one per connection and
+//! kind of request, and one per user shared by all their connections and the HTTP API.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Messages-per-second limit for one connection.
+use chatgroup_protocol::UserId;
+
+/// A rate limit: tokens per second with a burst allowance.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TokenBucket {
     tokens: f32,
@@ -34,6 +39,32 @@ impl TokenBucket {
     }
 }
 
+/// Past this many users tracked, buckets that have refilled completely are dropped (a full
+/// bucket is what a new user gets anyway), so the table stays as large as the active users.
+const PER_USER_TRIM: usize = 4096;
+
+/// One bucket per user, shared by all of that user's connections and HTTP requests.
+#[derive(Debug, Default)]
+pub(crate) struct PerUser {
+    buckets: Mutex<HashMap<UserId, TokenBucket>>,
+}
+
+impl PerUser {
+    /// Takes a token from `user`'s bucket; otherwise how long until there will be one.
+    pub(crate) fn take(&self, user: UserId, rate: u32, burst: u32) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= PER_USER_TRIM {
+            let now = Instant::now();
+            let refill = Duration::from_secs_f32(burst.max(1) as f32 / rate.max(1) as f32);
+            buckets.retain(|_, b| now.duration_since(b.last) < refill);
+        }
+        buckets
+            .entry(user)
+            .or_insert_with(|| TokenBucket::new(burst))
+            .take(rate, burst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +79,22 @@ mod tests {
         assert!(wait <= Duration::from_millis(101), "{wait:?}");
         std::thread::sleep(Duration::from_millis(120));
         assert!(b.take(10, 5).is_ok());
+    }
+
+    #[test]
+    fn a_users_bucket_is_shared_and_trimmed() {
+        let p = PerUser::default();
+        assert!(p.take(UserId(1), 1, 2).is_ok());
+        assert!(p.take(UserId(1), 1, 2).is_ok());
+        assert!(p.take(UserId(1), 1, 2).is_err());
+        assert!(p.take(UserId(2), 1, 2).is_ok());
+        for u in 3..(PER_USER_TRIM as u64 + 10) {
+            let _ = p.take(UserId(u), 1_000_000, 1);
+        }
+        // At a million per second every bucket refills at once: all were dropped, user 1's
+        // too (a full bucket is what it would have again anyway).
+        let len = p.buckets.lock().unwrap().len();
+        assert!(len < PER_USER_TRIM, "{len}");
+        assert!(p.take(UserId(1), 1, 2).is_ok());
     }
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatgroup_protocol::{
-    ClientMsg, ConversationId, ErrorCode, MessageKind, MessageView, Ref, Seq, ServerMsg, UserInfo,
+    ClientMsg, ConversationId, ErrorCode, MemberPresence, MessageKind, MessageView, Ref, Seq,
+    ServerMsg, UserInfo,
 };
 use chatgroup_store::{AppendRequest, Origin};
 use rfc6455::CloseCode;
@@ -17,6 +18,7 @@ use tokio::sync::oneshot;
 use super::actions::{self, ActionError};
 use super::bucket::TokenBucket;
 use crate::auth::{self, TokenError};
+use crate::config::Config;
 use crate::context::ServerCtx;
 use crate::hub::chat::{ChatCommand, Live, SyncEnd};
 use crate::hub::Command;
@@ -24,10 +26,11 @@ use crate::ids::ClientId;
 use crate::outbox::{Delivery, Outbox, Pace};
 use crate::wire;
 
-/// The longest `localId`, in bytes.
-pub(crate) const MAX_LOCAL_ID: usize = 64;
 /// The longest `ref`, in bytes.
 pub(crate) const MAX_REF: usize = 128;
+/// Rate-limit refusals a client may ignore in a burst (one more is forgiven per second)
+/// before it is closed with 1008.
+const STRIKES: u32 = 20;
 /// Messages per replay frame.
 const REPLAY_BATCH: usize = 256;
 /// The largest `history` page.
@@ -46,7 +49,13 @@ pub(crate) enum Outcome {
 /// small struct and nothing else.
 pub(crate) struct Session {
     user: Option<UserInfo>,
-    bucket: TokenBucket,
+    /// Per-connection limits, one bucket per kind of request.
+    sends: TokenBucket,
+    receipts: TokenBucket,
+    typing: TokenBucket,
+    requests: TokenBucket,
+    /// Refusals the client may still ignore before it is closed with 1008.
+    strikes: TokenBucket,
     /// A token from the upgrade's `?token=`, used before the first message is read.
     initial_token: Option<String>,
     /// File uploads open on this connection; `None` until the first `file_start`.
@@ -120,10 +129,14 @@ impl Io<'_> {
 
 impl Session {
     /// A session for a new connection, with the `?token=` of its upgrade request, if any.
-    pub(crate) fn new(initial_token: Option<String>, burst: u32) -> Self {
+    pub(crate) fn new(initial_token: Option<String>, cfg: &Config) -> Self {
         Self {
             user: None,
-            bucket: TokenBucket::new(burst),
+            sends: TokenBucket::new(cfg.message_burst),
+            receipts: TokenBucket::new(cfg.receipt_rate.saturating_mul(4)),
+            typing: TokenBucket::new(cfg.typing_rate.saturating_mul(2)),
+            requests: TokenBucket::new(cfg.request_rate.saturating_mul(2)),
+            strikes: TokenBucket::new(STRIKES),
             initial_token,
             uploads: None,
         }
@@ -165,11 +178,75 @@ impl Session {
             .await;
             return Outcome::Continue;
         };
+        // A send that would be refused anyway does not use up the sender's allowance.
+        if let ClientMsg::Send { local_id, body, .. } = &msg {
+            if let Err(err) = actions::check_message(io.ctx, local_id, body) {
+                io.error(err.code, err.message, reference).await;
+                return Outcome::Continue;
+            }
+        }
+        if let Err((what, rate, wait)) = self.limit(&msg, &user, io) {
+            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            io.send(&ServerMsg::Error {
+                code: ErrorCode::RateLimited,
+                message: format!("more than {rate} {what} per second; retry in {ms} ms"),
+                reference,
+                retry_after_ms: Some(ms),
+            })
+            .await;
+            if self.strikes.take(1, STRIKES).is_err() {
+                return Outcome::Close(CloseCode::POLICY_VIOLATION, "rate limits ignored");
+            }
+            return Outcome::Continue;
+        }
         let result = self.dispatch(&user, msg, io).await;
         if let Err(err) = result {
             io.error(err.code, err.message, reference).await;
         }
         Outcome::Continue
+    }
+
+    /// Takes a token for `msg` from the buckets it counts against; when one is empty, what
+    /// is limited, the rate, and how long until a token is back.
+    fn limit(
+        &mut self,
+        msg: &ClientMsg,
+        user: &UserInfo,
+        io: Io<'_>,
+    ) -> Result<(), (&'static str, u32, Duration)> {
+        let cfg = &io.ctx.cfg;
+        let refused = |what, rate| move |wait| (what, rate, wait);
+        match msg {
+            ClientMsg::Send { .. } => {
+                self.sends
+                    .take(cfg.message_rate, cfg.message_burst)
+                    .map_err(refused("messages", cfg.message_rate))?;
+                let rate = cfg.user_message_rate;
+                io.ctx
+                    .user_sends
+                    .take(user.id, rate, rate.saturating_mul(2))
+                    .map_err(refused("messages from one user", rate))
+            }
+            ClientMsg::Received { .. } | ClientMsg::Read { .. } => {
+                let rate = cfg.receipt_rate;
+                self.receipts
+                    .take(rate, rate.saturating_mul(4))
+                    .map_err(refused("receipts", rate))
+            }
+            ClientMsg::Typing { .. } => {
+                let rate = cfg.typing_rate;
+                self.typing
+                    .take(rate, rate.saturating_mul(2))
+                    .map_err(refused("typing reports", rate))
+            }
+            ClientMsg::Auth { .. } => Ok(()),
+            _ => {
+                let rate = cfg.request_rate;
+                self.requests
+                    .take(rate, rate.saturating_mul(2))
+                    .map_err(refused("requests", rate))
+            }
+        }
     }
 
     /// Carries out an authenticated request.
@@ -274,6 +351,34 @@ impl Session {
                 .await;
                 Ok(())
             }
+            ClientMsg::Received { conversation, seq } => {
+                io.ctx
+                    .store
+                    .mark(user.id, conversation, seq, Seq::ZERO, io.client.0);
+                Ok(())
+            }
+            ClientMsg::Read { conversation, seq } => {
+                io.ctx
+                    .store
+                    .mark(user.id, conversation, seq, seq, io.client.0);
+                Ok(())
+            }
+            ClientMsg::Typing {
+                conversation,
+                state,
+            } => {
+                io.hub(Command::Chat(Box::new(ChatCommand::Typing {
+                    client: io.client,
+                    conversation,
+                    state,
+                })))
+                .await;
+                Ok(())
+            }
+            ClientMsg::UserList {
+                conversation,
+                reference,
+            } => user_list(user, conversation, reference, io).await,
             ClientMsg::FileStart {
                 conversation,
                 upload_id,
@@ -414,39 +519,6 @@ impl Session {
         io: Io<'_>,
     ) -> Result<(), ActionError> {
         let reference = reference.or_else(|| Some(local_id.clone()));
-        if local_id.is_empty() || local_id.len() > MAX_LOCAL_ID {
-            return Err(ActionError::new(
-                ErrorCode::Invalid,
-                format!("localId must have 1 to {MAX_LOCAL_ID} bytes"),
-            ));
-        }
-        let max = io.ctx.cfg.max_body_chars;
-        if body.chars().count() > max {
-            return Err(ActionError::new(
-                ErrorCode::BodyTooLong,
-                format!("body has more than {max} characters"),
-            ));
-        }
-        if body.trim().is_empty() {
-            return Err(ActionError::new(ErrorCode::Invalid, "body is empty"));
-        }
-        if let Err(wait) = self
-            .bucket
-            .take(io.ctx.cfg.message_rate, io.ctx.cfg.message_burst)
-        {
-            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-            io.send(&ServerMsg::Error {
-                code: ErrorCode::RateLimited,
-                message: format!(
-                    "more than {} messages per second; retry in {ms} ms",
-                    io.ctx.cfg.message_rate
-                ),
-                reference,
-                retry_after_ms: Some(ms),
-            })
-            .await;
-            return Ok(());
-        }
         // Queued, not committed: the ack (or the refusal) comes from the hub after commit.
         io.ctx
             .store
@@ -477,6 +549,44 @@ fn token_code(err: TokenError) -> ErrorCode {
 fn deadline_of(expires_at: i64) -> Instant {
     let left = expires_at.saturating_sub(auth::now_ms()).max(0);
     Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0))
+}
+
+/// `user_list`: the members, who of them is online, and from now on their presence changes.
+async fn user_list(
+    user: &UserInfo,
+    conversation: ConversationId,
+    reference: Ref,
+    io: Io<'_>,
+) -> Result<(), ActionError> {
+    let members = io.ctx.store.member_presence(user.id, conversation).await?;
+    let (tx, rx) = oneshot::channel();
+    io.hub(Command::Chat(Box::new(ChatCommand::UserList {
+        client: io.client,
+        conversation,
+        users: members.iter().map(|(m, _)| m.id).collect(),
+        reply: tx,
+    })))
+    .await;
+    let online = rx
+        .await
+        .map_err(|_| ActionError::new(ErrorCode::Unavailable, "server shutting down"))?;
+    let members = members
+        .into_iter()
+        .zip(online)
+        .map(|((m, last_seen), online)| MemberPresence {
+            id: m.id,
+            username: m.username,
+            online,
+            last_seen: if online { None } else { last_seen },
+        })
+        .collect();
+    io.send(&ServerMsg::UserList {
+        conversation,
+        members,
+        reference,
+    })
+    .await;
+    Ok(())
 }
 
 /// `history`: a page before `before`, ascending.

@@ -15,18 +15,23 @@
 //! ended (the dropped messages are committed, so the store has them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use chatgroup_protocol::{
-    ConversationId, ConversationInfo, ConversationKind, ErrorCode, Ref, Seq, ServerMsg, UserId,
+    ConversationId, ConversationInfo, ConversationKind, ErrorCode, MessageKind, Ref, Seq,
+    ServerMsg, TypingState, UserId,
 };
 use chatgroup_store::Committed;
 use tokio::sync::oneshot;
 
+use super::presence::Presence;
+use super::receipts::{Audience, Receipts};
 use super::routes::Routes;
+use super::typing::Typing;
 use super::Hub;
-use crate::metrics;
+use crate::metrics::{self, Metrics};
 
 use crate::ids::ClientId;
 use crate::wire;
@@ -91,6 +96,50 @@ pub enum ChatCommand {
     },
     /// The store committed something.
     Committed(Committed),
+    /// Settings from the server's configuration; sent once, before any connection.
+    Configure(Settings),
+    /// The connection's user started or stopped typing.
+    Typing {
+        /// The connection.
+        client: ClientId,
+        /// Where.
+        conversation: ConversationId,
+        /// Start or stop.
+        state: TypingState,
+    },
+    /// Which of `users` are online; the connection then watches `conversation`'s presence.
+    UserList {
+        /// The connection (a member of `conversation`, checked by the store).
+        client: ClientId,
+        /// The conversation whose list it is.
+        conversation: ConversationId,
+        /// Its members.
+        users: Vec<UserId>,
+        /// Per user, in order: online or not.
+        reply: oneshot::Sender<Vec<bool>>,
+    },
+}
+
+/// The chat settings the hub needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where last-seen times are recorded.
+    pub store: Option<chatgroup_store::Store>,
+    /// How long a user stays online after their last connection closed.
+    pub presence_debounce: std::time::Duration,
+    /// Presence changes are pushed to conversations with at most this many connected
+    /// members; larger ones get them only on connections watching them.
+    pub presence_fanout: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            store: None,
+            presence_debounce: std::time::Duration::from_secs(3),
+            presence_fanout: 100,
+        }
+    }
 }
 
 /// What a sync skips: messages of `conversation` with `since < seq <= last` were delivered
@@ -169,6 +218,10 @@ pub(crate) struct Chat {
     deadline_of: HashMap<ClientId, (Instant, Deadline)>,
     /// How long a connection has to renew an expired token (the server's auth timeout).
     renew_window: std::time::Duration,
+    receipts: Receipts,
+    typing: Typing,
+    presence: Presence,
+    settings: Settings,
 }
 
 impl Chat {
@@ -236,11 +289,15 @@ impl Chat {
         }
         self.holding.remove(&client);
         self.routes.remove_client(client);
+        self.presence.unwatch(client);
         if let Some(c) = self.clients.remove(&client) {
             if let Some(list) = self.users.get_mut(&c.user) {
                 list.retain(|x| *x != client);
                 if list.is_empty() {
                     self.users.remove(&c.user);
+                    let at = Instant::now() + self.settings.presence_debounce;
+                    let conversations = c.joined.iter().map(|(id, _)| *id).collect();
+                    self.presence.departed(c.user, at, conversations);
                 }
             }
         }
@@ -354,6 +411,14 @@ impl Chat {
                     .entry(conversation)
                     .and_modify(|(_, last)| *last = seq)
                     .or_insert((seq, seq));
+                self.receipts.message(conversation, seq, message.sender);
+                // A message the user wrote ends their typing; a system message they caused
+                // (adding someone, renaming) does not.
+                if let (Some(user), false) = (message.sender, message.kind == MessageKind::System) {
+                    if self.typing.stop(conversation, user) {
+                        self.typing_frame(conversation, user, TypingState::Stop, send);
+                    }
+                }
                 let sender = origin.as_ref().map(|o| ClientId(o.tag));
                 if let Some(client) = sender {
                     if let Some(local_id) = &message.local_id {
@@ -415,10 +480,31 @@ impl Chat {
             }
             Committed::MemberRemoved { conversation, user } => {
                 let frame = wire::json(&ServerMsg::ConversationRemoved { conversation });
+                self.typing.forget(conversation, user);
                 for client in self.users.get(&user).cloned().unwrap_or_default() {
                     self.leave(client, conversation);
+                    if self.presence.watched_by(client) == Some(conversation) {
+                        self.presence.unwatch(client);
+                    }
                     send(client, frame.clone());
                 }
+            }
+            Committed::Receipt {
+                conversation,
+                markers,
+                previous,
+            } => self.receipts.moved(conversation, previous, markers),
+            Committed::MarksRefused {
+                tag,
+                conversation,
+                error,
+            } => {
+                let msg = ServerMsg::error(
+                    error.code(),
+                    format!("markers for conversation {conversation}: {error}"),
+                    None,
+                );
+                send(ClientId(tag), wire::json(&msg));
             }
             Committed::ConversationChanged { conversation } => self.announce(&conversation, send),
             Committed::Attached {
@@ -439,6 +525,9 @@ impl Chat {
                 });
                 self.holding.insert(client);
                 let users = self.users.entry(user).or_default();
+                if users.is_empty() {
+                    self.presence.arrived(user, &conversations);
+                }
                 if !users.contains(&client) {
                     users.push(client);
                 }
@@ -544,6 +633,178 @@ impl Chat {
         }
     }
 
+    /// Whether the hub's tick has work: deadlines, pending receipts or presence changes,
+    /// typing that may lapse.
+    pub(crate) fn needs_tick(&self) -> bool {
+        self.next_deadline().is_some()
+            || self.receipts.has_pending()
+            || !self.typing.is_empty()
+            || self.presence.busy()
+    }
+
+    /// The periodic work: coalesced receipts and presence changes go out, typing lapses.
+    pub(crate) fn tick(
+        &mut self,
+        now: Instant,
+        metrics: &Metrics,
+        send: &mut dyn FnMut(ClientId, Bytes),
+    ) {
+        for m in self.receipts.take() {
+            let frame = wire::json(&ServerMsg::Receipt {
+                conversation: m.conversation,
+                user: m.now.user,
+                delivered: m.now.delivered,
+                read: m.now.read,
+            });
+            let mut sent = 0u64;
+            match self.receipts.audience(&m) {
+                Audience::Senders(senders) => {
+                    for user in std::iter::once(m.now.user).chain(senders) {
+                        for client in self.users.get(&user).into_iter().flatten() {
+                            if self.receives(*client, m.conversation) {
+                                send(*client, frame.clone());
+                                sent += 1;
+                            }
+                        }
+                    }
+                }
+                Audience::Everyone => {
+                    for client in self.everyone_in(m.conversation) {
+                        send(client, frame.clone());
+                        sent += 1;
+                    }
+                }
+            }
+            metrics::add(&metrics.receipt_frames, sent);
+        }
+        for (conversation, user) in self.typing.expired(now) {
+            let sent = self.typing_frame(conversation, user, TypingState::Stop, send);
+            metrics::add(&metrics.typing_frames, sent);
+        }
+        let gone = self.presence.settle(now, crate::auth::now_ms());
+        if let Some(store) = &self.settings.store {
+            let at = crate::auth::now_ms();
+            for user in gone {
+                store.set_last_seen(user, at);
+            }
+        }
+        for change in self.presence.take() {
+            let frame = wire::json(&ServerMsg::Presence {
+                user: change.user,
+                online: change.online,
+                last_seen: change.last_seen,
+            });
+            let mut recipients = std::collections::HashSet::new();
+            for conversation in &change.conversations {
+                if self.routes.member_count(*conversation) <= self.settings.presence_fanout {
+                    recipients.extend(self.routes.members(*conversation));
+                }
+                recipients.extend(self.presence.watchers(*conversation));
+            }
+            let mut sent = 0u64;
+            for client in recipients {
+                if self
+                    .clients
+                    .get(&client)
+                    .is_some_and(|c| c.user != change.user)
+                {
+                    send(client, frame.clone());
+                    sent += 1;
+                }
+            }
+            metrics::add(&metrics.presence_frames, sent);
+        }
+    }
+
+    /// Applies a typing report from `client`; frames go to the conversation's other members.
+    pub(crate) fn on_typing(
+        &mut self,
+        client: ClientId,
+        conversation: ConversationId,
+        state: TypingState,
+        metrics: &Metrics,
+        send: &mut dyn FnMut(ClientId, Bytes),
+    ) {
+        let Some(user) = self.user_of(client) else {
+            return;
+        };
+        if !self.receives(client, conversation) {
+            let msg = ServerMsg::error(
+                ErrorCode::NotMember,
+                format!("typing: not a member of conversation {conversation}"),
+                None,
+            );
+            send(client, wire::json(&msg));
+            return;
+        }
+        let broadcast = match state {
+            TypingState::Start => self.typing.start(conversation, user, Instant::now()),
+            TypingState::Stop => self.typing.stop(conversation, user),
+        };
+        if broadcast {
+            let sent = self.typing_frame(conversation, user, state, send);
+            metrics::add(&metrics.typing_frames, sent);
+        }
+    }
+
+    /// Which of `users` are online; `client` watches `conversation` from now on.
+    pub(crate) fn user_list(
+        &mut self,
+        client: ClientId,
+        conversation: ConversationId,
+        users: &[UserId],
+    ) -> Vec<bool> {
+        if self.receives(client, conversation) {
+            self.presence.watch(client, conversation);
+        }
+        users
+            .iter()
+            .map(|u| self.users.contains_key(u) || self.presence.is_leaving(*u))
+            .collect()
+    }
+
+    /// Sends `user`'s typing state to every other member's live connections; returns how
+    /// many frames.
+    fn typing_frame(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        state: TypingState,
+        send: &mut dyn FnMut(ClientId, Bytes),
+    ) -> u64 {
+        let frame = wire::json(&ServerMsg::Typing {
+            conversation,
+            user,
+            state,
+        });
+        let mut sent = 0;
+        for client in self.routes.members(conversation) {
+            if self.clients.get(&client).is_some_and(|c| c.user != user) {
+                send(client, frame.clone());
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Whether `client` receives `conversation` (live or held).
+    fn receives(&self, client: ClientId, conversation: ConversationId) -> bool {
+        self.clients
+            .get(&client)
+            .is_some_and(|c| c.joined.iter().any(|(id, _)| *id == conversation))
+    }
+
+    /// Every connection receiving `conversation`, held ones included.
+    fn everyone_in(&self, conversation: ConversationId) -> Vec<ClientId> {
+        let mut all: Vec<ClientId> = self.routes.members(conversation).collect();
+        for client in &self.holding {
+            if self.receives(*client, conversation) {
+                all.push(*client);
+            }
+        }
+        all
+    }
+
     /// The user a connection is attached as.
     pub(crate) fn user_of(&self, client: ClientId) -> Option<UserId> {
         self.clients.get(&client).map(|c| c.user)
@@ -609,13 +870,42 @@ impl Hub {
                 metrics::inc(&self.metrics.chat_events);
                 self.chat.committed(event, &mut send);
             }
+            ChatCommand::Configure(settings) => self.chat.settings = settings,
+            ChatCommand::Typing {
+                client,
+                conversation,
+                state,
+            } => {
+                let metrics = Arc::clone(&self.metrics);
+                self.chat
+                    .on_typing(client, conversation, state, &metrics, &mut send);
+            }
+            ChatCommand::UserList {
+                client,
+                conversation,
+                users,
+                reply,
+            } => {
+                let _ = reply.send(self.chat.user_list(client, conversation, &users));
+            }
         }
         self.deliver_all(&mut out);
         self.chat_out = out;
     }
 
+    /// The chat tick: deadlines, then coalesced receipts, typing and presence.
+    pub(super) fn chat_tick(&mut self) {
+        self.chat_deadlines();
+        let mut out = std::mem::take(&mut self.chat_out);
+        let mut send = |client: ClientId, frame: Bytes| out.push((client, frame));
+        let metrics = Arc::clone(&self.metrics);
+        self.chat.tick(Instant::now(), &metrics, &mut send);
+        self.deliver_all(&mut out);
+        self.chat_out = out;
+    }
+
     /// Closes or warns the connections whose deadline passed.
-    pub(super) fn chat_deadlines(&mut self) {
+    fn chat_deadlines(&mut self) {
         let now = Instant::now();
         let renew = self.chat.renew_window;
         for (client, what) in self.chat.expired(now, renew) {

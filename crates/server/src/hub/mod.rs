@@ -26,7 +26,10 @@
 //!   connection that might still send it an `Unregister`.
 
 pub mod chat;
+mod presence;
+mod receipts;
 pub mod routes;
+mod typing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -286,9 +289,7 @@ impl Hub {
                 _ = sweep.tick() => self.sweep(),
                 _ = ping.tick() => self.ping_all(),
                 _ = slow.tick(), if !self.suspects.is_empty() => self.check_suspects(),
-                _ = deadlines.tick(), if self.chat.next_deadline().is_some() => {
-                    self.chat_deadlines();
-                }
+                _ = deadlines.tick(), if self.chat.needs_tick() => self.chat_tick(),
             }
         }
         tracing::debug!("hub stopped");

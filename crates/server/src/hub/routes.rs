@@ -67,6 +67,11 @@ impl Routes {
             .copied()
     }
 
+    /// How many clients are in `conversation`.
+    pub fn member_count(&self, conversation: ConversationId) -> usize {
+        self.members.get(&conversation).map_or(0, HashSet::len)
+    }
+
     /// The conversations `client` is in.
     pub fn conversations_of(&self, client: ClientId) -> &[ConversationId] {
         self.joined.get(&client).map_or(&[], Vec::as_slice)

@@ -91,7 +91,7 @@ mod tests {
             streaming: false,
             outbox,
             client: crate::ids::ClientId(1),
-            mode: Mode::Chat(Box::new(Session::new(None, 1))),
+            mode: Mode::Chat(Box::new(Session::new(None, &crate::Config::default()))),
             ctx: ctx.clone(),
         };
         let read = read.run();

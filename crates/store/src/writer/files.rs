@@ -166,6 +166,7 @@ impl Writer {
                 )
             }
             Ok((Appended::Duplicate(message), _)) => {
+                let message = *message;
                 let result = Ok((message.clone(), true));
                 (Committed::Duplicate { message, origin }, result)
             }
@@ -215,7 +216,7 @@ impl Writer {
             // Posted before: the retry gets the original message, as any retried send does.
             return Ok(
                 match queries::message_by_local_id(&self.conn, req.sender, &req.local_id)? {
-                    Some(original) => (Appended::Duplicate(original), None),
+                    Some(original) => (Appended::Duplicate(Box::new(original)), None),
                     None => (Appended::Refused(StoreError::NotFound("file")), None),
                 },
             );

@@ -10,6 +10,7 @@ mod conversations;
 mod files;
 
 pub(crate) use files::send_file;
+mod messages;
 
 use std::net::IpAddr;
 
@@ -196,6 +197,7 @@ pub(crate) async fn handle(req: ApiRequest, ctx: &ServerCtx) -> Response {
             conversations::remove_member(&req, ctx, id, username).await
         }
         ("GET", ["conversations", id, "messages"]) => conversations::messages(&req, ctx, id).await,
+        ("POST", ["messages"]) => messages::send(&req, ctx).await,
         ("GET" | "HEAD", ["files", id]) => files::download(&req, ctx, id).await,
         (_, segments) => Err(not_routed(&req.method, segments)),
     };
@@ -207,7 +209,7 @@ pub(crate) async fn handle(req: ApiRequest, ctx: &ServerCtx) -> Response {
 /// 404 for unknown paths, 405 with `Allow` for known paths and the wrong method.
 fn not_routed(method: &str, segments: &[&str]) -> ApiError {
     let allow = match segments {
-        ["register" | "login" | "logout"] | ["token", "refresh"] => Some("POST"),
+        ["register" | "login" | "logout" | "messages"] | ["token", "refresh"] => Some("POST"),
         ["files", _] => Some("GET, HEAD"),
         ["me" | "users"] | ["conversations", _] | ["conversations", _, "messages"] => Some("GET"),
         ["conversations"] => Some("GET, POST"),
