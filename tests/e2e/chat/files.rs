@@ -528,6 +528,7 @@ async fn fifty_mib_in_64_kib_chunks_with_constant_server_memory() {
     let (seed, size) = (50, 50u64 << 20);
     let sha = sha_of(seed, size);
     let before = rss(pid);
+    let began = std::time::Instant::now();
     a.send(&start_msg(g, "big", size, Some(sha.clone()))).await;
     let (id, _, chunk) = ready(&mut a, "big").await;
     assert_eq!(chunk, CHUNK as u32);
@@ -545,6 +546,11 @@ async fn fifty_mib_in_64_kib_chunks_with_constant_server_memory() {
     })
     .await;
     a.expect_ack("big").await;
+    let secs = began.elapsed().as_secs_f64();
+    println!(
+        "uploaded {size} bytes in {secs:.3} s: {:.0} MB/s (one client, file_start to ack)",
+        size as f64 / secs / 1e6
+    );
     peak = peak.max(rss(pid));
     let growth = peak.saturating_sub(before);
     println!("server RSS {before} -> peak {peak} bytes (+{growth}) for a {size}-byte upload");
