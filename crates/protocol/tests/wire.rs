@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use chatgroup_protocol::{
-    ClientMsg, ConversationId, ErrorCode, MessageId, MessageKind, MessageView, Seq, ServerMsg,
-    SystemEvent, UserId,
+    ClientMsg, ConversationId, ErrorCode, MemberPresence, MessageId, MessageKind, MessageView, Seq,
+    ServerMsg, SystemEvent, TypingState, UserId,
 };
 use serde_json::{json, Value};
 
@@ -187,6 +187,9 @@ fn every_error_code_has_its_wire_name_and_a_status() {
         ErrorCode::NotOwner,
         ErrorCode::NotFound,
         ErrorCode::RateLimited,
+        ErrorCode::FileTooLarge,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::FileMismatch,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ] {
@@ -194,4 +197,91 @@ fn every_error_code_has_its_wire_name_and_a_status() {
         assert_eq!(json, Value::String(code.as_str().to_owned()));
         assert!((400..600).contains(&code.http_status()));
     }
+}
+
+#[test]
+fn receipts_typing_and_presence_have_the_documented_shape() {
+    assert_eq!(
+        ClientMsg::parse(r#"{"type":"received","conversation":3,"seq":43}"#).unwrap(),
+        ClientMsg::Received {
+            conversation: ConversationId(3),
+            seq: Seq(43)
+        }
+    );
+    assert_eq!(
+        ClientMsg::parse(r#"{"type":"read","conversation":3,"seq":41}"#).unwrap(),
+        ClientMsg::Read {
+            conversation: ConversationId(3),
+            seq: Seq(41)
+        }
+    );
+    assert_eq!(
+        ClientMsg::parse(r#"{"type":"typing","conversation":3,"state":"stop"}"#).unwrap(),
+        ClientMsg::Typing {
+            conversation: ConversationId(3),
+            state: TypingState::Stop
+        }
+    );
+    let bad =
+        ClientMsg::parse(r#"{"type":"typing","conversation":3,"state":"maybe"}"#).unwrap_err();
+    assert_eq!(bad.code, ErrorCode::Invalid);
+    assert!(bad.message.contains("maybe"), "{}", bad.message);
+    let list = ClientMsg::parse(r#"{"type":"user_list","conversation":3,"ref":7}"#).unwrap();
+    assert_eq!(list.reference().as_deref(), Some("7"));
+
+    assert_eq!(
+        roundtrip_server(&ServerMsg::Receipt {
+            conversation: ConversationId(3),
+            user: UserId(2),
+            delivered: Seq(43),
+            read: Seq(41),
+        }),
+        json!({"type":"receipt","conversation":3,"user":2,"delivered":43,"read":41})
+    );
+    assert_eq!(
+        roundtrip_server(&ServerMsg::Typing {
+            conversation: ConversationId(3),
+            user: UserId(1),
+            state: TypingState::Start,
+        }),
+        json!({"type":"typing","conversation":3,"user":1,"state":"start"})
+    );
+    assert_eq!(
+        roundtrip_server(&ServerMsg::Presence {
+            user: UserId(2),
+            online: false,
+            last_seen: Some(1_796_197_400_123),
+        }),
+        json!({"type":"presence","user":2,"online":false,"lastSeen":1_796_197_400_123_i64})
+    );
+    assert_eq!(
+        roundtrip_server(&ServerMsg::Presence {
+            user: UserId(2),
+            online: true,
+            last_seen: None,
+        }),
+        json!({"type":"presence","user":2,"online":true})
+    );
+    assert_eq!(
+        roundtrip_server(&ServerMsg::UserList {
+            conversation: ConversationId(3),
+            members: vec![MemberPresence {
+                id: UserId(1),
+                username: "alice".into(),
+                online: true,
+                last_seen: None,
+            }],
+            reference: Some("u".into()),
+        }),
+        json!({"type":"user_list","conversation":3,"ref":"u",
+               "members":[{"id":1,"username":"alice","online":true}]})
+    );
+}
+
+#[test]
+fn http_send_body_is_camel_case() {
+    let body: chatgroup_protocol::rest::SendMessage =
+        serde_json::from_str(r#"{"conversation":3,"localId":"bot-1","body":"hi"}"#).unwrap();
+    assert_eq!(body.local_id, "bot-1");
+    assert_eq!(body.conversation, ConversationId(3));
 }

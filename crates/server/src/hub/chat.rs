@@ -192,6 +192,9 @@ struct ChatClient {
     joined: Vec<(ConversationId, Option<Seq>)>,
     /// Present while a sync replays: what live delivery would have sent meanwhile.
     held: Option<Box<Held>>,
+    /// The session has sent `ready`: receipts may go to it, even during a sync's hold
+    /// (before `ready` nothing may, since `ready` must be the first message).
+    ready: bool,
 }
 
 #[derive(Debug, Default)]
@@ -338,6 +341,7 @@ impl Chat {
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };
+        c.ready = true;
         let Some(held) = c.held.take() else {
             return;
         };
@@ -522,6 +526,7 @@ impl Chat {
                     user,
                     joined: Vec::new(),
                     held: Some(Box::default()),
+                    ready: false,
                 });
                 self.holding.insert(client);
                 let users = self.users.entry(user).or_default();
@@ -661,7 +666,9 @@ impl Chat {
                 Audience::Senders(senders) => {
                     for user in std::iter::once(m.now.user).chain(senders) {
                         for client in self.users.get(&user).into_iter().flatten() {
-                            if self.receives(*client, m.conversation) {
+                            if self.receives(*client, m.conversation)
+                                && self.clients.get(client).is_some_and(|c| c.ready)
+                            {
                                 send(*client, frame.clone());
                                 sent += 1;
                             }
@@ -794,11 +801,14 @@ impl Chat {
             .is_some_and(|c| c.joined.iter().any(|(id, _)| *id == conversation))
     }
 
-    /// Every connection receiving `conversation`, held ones included.
+    /// Every connection receiving `conversation`, those held for a sync included (not
+    /// those that have not had `ready` yet).
     fn everyone_in(&self, conversation: ConversationId) -> Vec<ClientId> {
         let mut all: Vec<ClientId> = self.routes.members(conversation).collect();
         for client in &self.holding {
-            if self.receives(*client, conversation) {
+            if self.receives(*client, conversation)
+                && self.clients.get(client).is_some_and(|c| c.ready)
+            {
                 all.push(*client);
             }
         }
@@ -947,5 +957,98 @@ impl Hub {
         for client in evict {
             self.evict(client);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Attaches `client` as `user` in `conversations` and starts its live delivery.
+    fn attach(chat: &mut Chat, client: u64, user: u64, conversations: &[ConversationId]) {
+        let (tx, _rx) = oneshot::channel();
+        chat.expect_attach(ClientId(client), tx);
+        let mut sink = |_: ClientId, _: Bytes| {};
+        chat.committed(
+            Committed::Attached {
+                tag: client,
+                user: UserId(user),
+                conversations: conversations.to_vec(),
+            },
+            &mut sink,
+        );
+        chat.release(ClientId(client), &mut sink);
+    }
+
+    /// Frames sent by one tick at `now`, by type.
+    fn tick(chat: &mut Chat, now: Instant) -> Vec<(ClientId, String)> {
+        let metrics = Metrics::default();
+        let mut out = Vec::new();
+        chat.tick(now, &metrics, &mut |c, frame: Bytes| {
+            // Server frames are unmasked text with a short header; the JSON follows it.
+            let text = String::from_utf8_lossy(&frame).into_owned();
+            let json = text[text.find('{').unwrap_or(0)..].to_owned();
+            out.push((c, json));
+        });
+        out
+    }
+
+    /// The case: a user in 100 conversations of 1,000 connected members. A reload
+    /// costs nothing; going offline costs nothing for conversations over the fan-out limit
+    /// except on connections watching them, one frame per connection however many
+    /// conversations it shares.
+    #[test]
+    fn a_presence_flap_in_100_large_groups_costs_no_broadcast_storm() {
+        let mut chat = Chat::default();
+        chat.settings.presence_debounce = Duration::from_millis(500);
+        let groups: Vec<ConversationId> = (1..=100).map(ConversationId).collect();
+        for member in 1..=999 {
+            attach(&mut chat, member, member, &groups);
+        }
+        // Two members watch group 7 (they asked for its user_list).
+        let users: Vec<UserId> = vec![UserId(1_000)];
+        chat.user_list(ClientId(1), ConversationId(7), &users);
+        chat.user_list(ClientId(2), ConversationId(7), &users);
+        let t0 = Instant::now();
+        let _ = tick(&mut chat, t0);
+
+        // U arrives: only the watchers hear of it.
+        attach(&mut chat, 5_000, 1_000, &groups);
+        let frames = tick(&mut chat, t0);
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(frames.iter().all(|(_, f)| f.contains("\"presence\"")));
+
+        // A reload: close and reconnect within the debounce.
+        chat.remove(ClientId(5_000));
+        attach(&mut chat, 5_001, 1_000, &groups);
+        let later = t0 + Duration::from_secs(2);
+        assert!(tick(&mut chat, later).is_empty());
+
+        // Gone for good: offline after the debounce, again only to the two watchers.
+        chat.remove(ClientId(5_001));
+        let now = Instant::now();
+        assert!(tick(&mut chat, now).is_empty(), "debounced");
+        let frames = tick(&mut chat, now + Duration::from_secs(1));
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(frames.iter().all(|(_, f)| f.contains("\"online\":false")));
+    }
+
+    #[test]
+    fn small_conversations_get_presence_pushed_once_per_connection() {
+        let mut chat = Chat::default();
+        chat.settings.presence_debounce = Duration::from_millis(100);
+        let shared = [ConversationId(1), ConversationId(2), ConversationId(3)];
+        attach(&mut chat, 1, 1, &shared);
+        attach(&mut chat, 2, 2, &shared);
+        attach(&mut chat, 3, 3, &[ConversationId(9)]);
+        let t0 = Instant::now();
+        let frames = tick(&mut chat, t0);
+        // 1 and 2 learn of each other once each, though they share three conversations;
+        // 3 shares nothing with them and hears nothing, nor do they of 3.
+        let mut to: Vec<u64> = frames.iter().map(|(c, _)| c.0).collect();
+        to.sort_unstable();
+        assert_eq!(to, vec![1, 2], "{frames:?}");
     }
 }

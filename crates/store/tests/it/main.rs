@@ -4,6 +4,7 @@ mod conversations;
 mod durability;
 mod failures;
 mod files;
+mod marks;
 mod messages;
 mod support;
 mod tokens;
