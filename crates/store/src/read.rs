@@ -156,8 +156,14 @@ fn escape_like(s: &str) -> String {
 pub(crate) fn conversations(conn: &mut Connection, user: UserId) -> Res<Vec<ConversationInfo>> {
     snapshot(conn, |conn| {
         let mut stmt = conn.prepare_cached(
+            // Message ids follow commit order: they break ties between conversations whose
+            // last messages share a millisecond.
             "SELECT c.id, m.read_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
-             WHERE m.user_id = ?1 ORDER BY c.last_ts DESC, c.id DESC",
+             WHERE m.user_id = ?1
+             ORDER BY c.last_ts DESC,
+                      (SELECT x.id FROM messages x
+                       WHERE x.conversation_id = c.id AND x.seq = c.last_seq) DESC,
+                      c.id DESC",
         )?;
         let list = stmt
             .query_map([sql(user.0)], |r| {
