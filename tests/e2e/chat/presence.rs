@@ -112,9 +112,14 @@ async fn presence_spans_tabs_survives_a_reload_and_is_seen_only_by_contacts() {
     b.settle().await;
     s.settle().await;
 
-    let tab1 = ChatClient::connect(server.addr(), &alice.token).await;
+    let mut tab1 = ChatClient::connect(server.addr(), &alice.token).await;
     b.wait_live("alice online", |m| is_presence(m, alice.id(), true))
         .await;
+    // Alice's new connection starts knowing bob is online.
+    tab1.wait_live("bob online, right after ready", |m| {
+        is_presence(m, bob.id(), true)
+    })
+    .await;
     // A second tab, then the first closes: still online, nothing to announce.
     let tab2 = ChatClient::connect(server.addr(), &alice.token).await;
     tab1.close().await;

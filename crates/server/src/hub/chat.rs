@@ -341,6 +341,7 @@ impl Chat {
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };
+        let first = !c.ready;
         c.ready = true;
         let Some(held) = c.held.take() else {
             return;
@@ -359,6 +360,39 @@ impl Chat {
         }
         for &(conversation, _) in &c.joined {
             self.routes.join(client, conversation);
+        }
+        if first {
+            self.presence_snapshot(client, send);
+        }
+    }
+
+    /// Tells a connection that just had `ready` who is online among the people it would
+    /// hear presence changes of (members of its conversations under the fan-out limit), so
+    /// it starts from the truth rather than from "nobody".
+    fn presence_snapshot(&self, client: ClientId, send: &mut dyn FnMut(ClientId, Bytes)) {
+        let Some(c) = self.clients.get(&client) else {
+            return;
+        };
+        let mut online = BTreeSet::new();
+        for &(conversation, _) in &c.joined {
+            if self.routes.member_count(conversation) > self.settings.presence_fanout {
+                continue;
+            }
+            for other in self.routes.members(conversation) {
+                if let Some(o) = self.clients.get(&other) {
+                    if o.user != c.user {
+                        online.insert(o.user);
+                    }
+                }
+            }
+        }
+        for user in online {
+            let frame = wire::json(&ServerMsg::Presence {
+                user,
+                online: true,
+                last_seen: None,
+            });
+            send(client, frame);
         }
     }
 
