@@ -199,7 +199,8 @@ trap 'stop_server; rm -rf "$SCRATCH"' EXIT
 
 # Flags of chatgroup in the chat cases: durable acks, no per-connection send limit.
 CHAT_SERVER_FLAGS=(--durability full --message-rate 1000000 --message-burst 1000000
-  --user-message-rate 1000000 --receipt-rate 1000000 --typing-rate 1000000 --request-rate 1000000)
+  --user-message-rate 1000000 --receipt-rate 1000000 --typing-rate 1000000 --request-rate 1000000
+  --max-connections-per-user 1000000)
 
 # start_server NAME PORT [EXTRA FLAGS...]: starts it pinned, sets SPID, waits until the port
 # accepts. Extra flags go to chatgroup only.

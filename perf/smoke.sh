@@ -48,7 +48,8 @@ trap cleanup EXIT
 # The chat cases need the per-connection send limit lifted; acks are durable (the default).
 "$SERVER" --listen 127.0.0.1:0 --data-dir "$SCRATCH/data" --echo --log info \
     --durability full --message-rate 1000000 --message-burst 1000000 \
-    --user-message-rate 1000000 --receipt-rate 1000000 --request-rate 1000000 >"$SCRATCH/server.log" 2>&1 &
+    --user-message-rate 1000000 --receipt-rate 1000000 --request-rate 1000000 \
+    --max-connections-per-user 1000000 >"$SCRATCH/server.log" 2>&1 &
 SPID=$!
 ADDR=""
 for _ in $(seq 200); do

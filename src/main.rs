@@ -159,6 +159,10 @@ struct Args {
     #[arg(long, env = "CHATGROUP_REQUEST_RATE", default_value_t = Config::default().request_rate)]
     request_rate: u32,
 
+    /// Chat connections one user may have open at once; one more is closed with 1008.
+    #[arg(long, env = "CHATGROUP_MAX_CONNECTIONS_PER_USER", default_value_t = Config::default().max_connections_per_user)]
+    max_connections_per_user: usize,
+
     /// How long a user stays online after their last connection closes (a reload does
     /// not flap).
     #[arg(long, value_name = "DURATION", env = "CHATGROUP_PRESENCE_DEBOUNCE", default_value_t = HumanDuration(Config::default().presence_debounce))]
@@ -276,6 +280,7 @@ impl Args {
         cfg.receipt_rate = self.receipt_rate;
         cfg.typing_rate = self.typing_rate;
         cfg.request_rate = self.request_rate;
+        cfg.max_connections_per_user = self.max_connections_per_user;
         cfg.presence_debounce = self.presence_debounce.0;
         cfg.presence_fanout = self.presence_fanout;
         cfg.sync_latest = self.sync_latest;

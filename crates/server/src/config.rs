@@ -89,6 +89,9 @@ pub struct Config {
     /// Other requests (sync, history, lists, conversation changes) per second one
     /// connection may send (burst: twice).
     pub request_rate: u32,
+    /// Chat connections one user may have open at once (tabs, devices); one more is closed
+    /// with 1008.
+    pub max_connections_per_user: usize,
     /// How long a user still counts as online after their last connection closed, so a
     /// reload does not flap.
     pub presence_debounce: Duration,
@@ -151,6 +154,7 @@ impl Default for Config {
             receipt_rate: 100,
             typing_rate: 5,
             request_rate: 50,
+            max_connections_per_user: 32,
             presence_debounce: Duration::from_secs(3),
             presence_fanout: 100,
             sync_latest: 50,
@@ -259,6 +263,7 @@ impl Config {
             ("receipt rate", u128::from(self.receipt_rate)),
             ("typing rate", u128::from(self.typing_rate)),
             ("request rate", u128::from(self.request_rate)),
+            ("max connections per user", self.max_connections_per_user as u128),
             ("password hashers", self.password_hashers as u128),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {

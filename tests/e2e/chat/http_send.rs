@@ -145,3 +145,42 @@ async fn rate_limits_answer_with_retry_after_and_close_those_who_ignore_them() {
     drop(a);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_may_hold_only_so_many_connections() {
+    let server = ChatServer::start_with(|cfg| cfg.max_connections_per_user = 2).await;
+    let api = server.api();
+    let alice = api.signup("alice").await;
+    let bob = api.signup("bob").await;
+    let first = ChatClient::connect(server.addr(), &alice.token).await;
+    let _second = ChatClient::connect(server.addr(), &alice.token).await;
+    let mut third = ChatClient::open(server.addr(), "/ws").await;
+    third
+        .send(&ClientMsg::Auth {
+            token: alice.token.clone(),
+        })
+        .await;
+    let reason = third.expect_close(CloseCode::POLICY_VIOLATION).await;
+    assert!(reason.contains("too many connections"), "{reason}");
+    // Other users are not affected, and a freed slot can be taken again.
+    let _bob = ChatClient::connect(server.addr(), &bob.token).await;
+    first.close().await;
+    let mut again = None;
+    for _ in 0..50 {
+        let mut c = ChatClient::open(server.addr(), "/ws").await;
+        c.send(&ClientMsg::Auth {
+            token: alice.token.clone(),
+        })
+        .await;
+        match c.next_within(Duration::from_secs(5)).await {
+            super::client::Next::Msg(m) if matches!(*m, ServerMsg::Ready { .. }) => {
+                again = Some(c);
+                break;
+            }
+            // The server may not have seen the first close yet.
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(again.is_some(), "a slot frees up when a connection closes");
+    server.stop().await;
+}

@@ -20,7 +20,7 @@ use super::bucket::TokenBucket;
 use crate::auth::{self, TokenError};
 use crate::config::Config;
 use crate::context::ServerCtx;
-use crate::hub::chat::{ChatCommand, Live, SyncEnd};
+use crate::hub::chat::{ChatCommand, Live, SyncEnd, TooManyConnections};
 use crate::hub::Command;
 use crate::ids::ClientId;
 use crate::outbox::{Delivery, Outbox, Pace};
@@ -456,14 +456,18 @@ impl Session {
         if !io
             .hub(Command::Chat(Box::new(ChatCommand::Authenticated {
                 client: io.client,
+                user: verified.user.id,
                 expires,
                 renew: io.ctx.cfg.auth_timeout,
                 reply: tx,
+                max_per_user: io.ctx.cfg.max_connections_per_user,
             })))
             .await
         {
             return Outcome::Close(CloseCode::GOING_AWAY, "server shutting down");
         }
+        // Queued even if the hub refuses the connection: the `Attached` event of a
+        // connection the hub does not expect is ignored.
         if io
             .ctx
             .store
@@ -473,8 +477,15 @@ impl Session {
         {
             return Outcome::Close(CloseCode::TRY_AGAIN_LATER, "store unavailable");
         }
-        if rx.await.is_err() {
-            return Outcome::Close(CloseCode::TRY_AGAIN_LATER, "store unavailable");
+        match rx.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(TooManyConnections)) => {
+                return Outcome::Close(
+                    CloseCode::POLICY_VIOLATION,
+                    "too many connections for this user",
+                )
+            }
+            Err(_) => return Outcome::Close(CloseCode::TRY_AGAIN_LATER, "store unavailable"),
         }
         self.user = Some(verified.user);
         self.ready(io, verified.expires_at).await

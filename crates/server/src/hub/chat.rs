@@ -56,12 +56,17 @@ pub enum ChatCommand {
     Authenticated {
         /// The connection.
         client: ClientId,
+        /// Who it authenticated as.
+        user: UserId,
         /// When its token expires.
         expires: Instant,
         /// How long it has to renew an expired token before it is closed with 4001.
         renew: std::time::Duration,
-        /// Answered with the conversations it now receives.
-        reply: oneshot::Sender<Vec<ConversationId>>,
+        /// Answered with the conversations it now receives, or at once with
+        /// [`TooManyConnections`] when the user has `max_per_user` connections already.
+        reply: AttachReply,
+        /// The most connections one user may have.
+        max_per_user: usize,
     },
     /// The connection renewed its token.
     Renewed {
@@ -120,6 +125,10 @@ pub enum ChatCommand {
     },
 }
 
+/// A user already has as many connections as one user may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyConnections;
+
 /// The chat settings the hub needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -141,6 +150,9 @@ impl Default for Settings {
         }
     }
 }
+
+/// The answer to [`ChatCommand::Authenticated`].
+pub type AttachReply = oneshot::Sender<Result<Vec<ConversationId>, TooManyConnections>>;
 
 /// What a sync skips: messages of `conversation` with `since < seq <= last` were delivered
 /// live to this connection already.
@@ -210,8 +222,9 @@ pub(crate) struct Chat {
     routes: Routes,
     clients: HashMap<ClientId, ChatClient>,
     users: HashMap<UserId, Vec<ClientId>>,
-    /// Connections waiting for their `Attached` event, with the reply to their session.
-    pending: HashMap<ClientId, oneshot::Sender<Vec<ConversationId>>>,
+    /// Connections waiting for their `Attached` event, with their user and the reply to
+    /// their session.
+    pending: HashMap<ClientId, (UserId, AttachReply)>,
     /// The first and the newest `seq` the hub has delivered per conversation (only
     /// conversations with traffic since startup).
     seen: HashMap<ConversationId, (Seq, Seq)>,
@@ -228,13 +241,23 @@ pub(crate) struct Chat {
 }
 
 impl Chat {
-    /// Expects the `Attached` event for `client`; `reply` gets its conversations then.
+    /// Expects the `Attached` event for `client`; `reply` gets its conversations then. If
+    /// `user` has `max` connections (attached or attaching) already, `reply` is refused now.
     pub(crate) fn expect_attach(
         &mut self,
         client: ClientId,
-        reply: oneshot::Sender<Vec<ConversationId>>,
-    ) {
-        self.pending.insert(client, reply);
+        user: UserId,
+        max: usize,
+        reply: AttachReply,
+    ) -> bool {
+        let open = self.users.get(&user).map_or(0, Vec::len)
+            + self.pending.values().filter(|(u, _)| *u == user).count();
+        if open >= max {
+            let _ = reply.send(Err(TooManyConnections));
+            return false;
+        }
+        self.pending.insert(client, (user, reply));
+        true
     }
 
     /// Sets (or replaces) the connection's deadline.
@@ -551,7 +574,7 @@ impl Chat {
                 conversations,
             } => {
                 let client = ClientId(tag);
-                let Some(reply) = self.pending.remove(&client) else {
+                let Some((_, reply)) = self.pending.remove(&client) else {
                     // The connection closed before its attach was committed.
                     return;
                 };
@@ -578,7 +601,7 @@ impl Chat {
                         self.deadlines.remove(&(at, client));
                     }
                 }
-                let _ = reply.send(conversations);
+                let _ = reply.send(Ok(conversations));
             }
         }
     }
@@ -880,15 +903,18 @@ impl Hub {
             }
             ChatCommand::Authenticated {
                 client,
+                user,
                 expires,
                 renew,
                 reply,
+                max_per_user,
             } => {
                 if self.outboxes.contains_key(&client) {
                     self.chat.renew_window = renew;
-                    self.chat.expect_attach(client, reply);
-                    self.chat
-                        .set_deadline(client, expires, Deadline::TokenExpiry);
+                    if self.chat.expect_attach(client, user, max_per_user, reply) {
+                        self.chat
+                            .set_deadline(client, expires, Deadline::TokenExpiry);
+                    }
                 }
             }
             ChatCommand::Renewed { client, expires } => {
@@ -1003,7 +1029,7 @@ mod tests {
     /// Attaches `client` as `user` in `conversations` and starts its live delivery.
     fn attach(chat: &mut Chat, client: u64, user: u64, conversations: &[ConversationId]) {
         let (tx, _rx) = oneshot::channel();
-        chat.expect_attach(ClientId(client), tx);
+        assert!(chat.expect_attach(ClientId(client), UserId(user), usize::MAX, tx));
         let mut sink = |_: ClientId, _: Bytes| {};
         chat.committed(
             Committed::Attached {
