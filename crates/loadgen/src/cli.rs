@@ -105,6 +105,10 @@ pub(crate) enum ChatMode {
     /// C authenticated, synced connections of U users, each user in three conversations,
     /// held idle; server RSS per connection.
     Idle(ChatIdleArgs),
+    /// One user U in G groups with M connected members each: presence frames the server
+    /// sends (from /metrics) when U reloads, leaves for good and comes back, without and
+    /// with watchers.
+    Presence(ChatPresenceArgs),
 }
 
 /// Options of `chat send`.
@@ -151,6 +155,42 @@ pub(crate) struct ChatFanoutArgs {
     /// Seconds to wait after the window for the last deliveries.
     #[arg(long, default_value_t = 5.0)]
     pub(crate) drain: f64,
+    /// Every member connection confirms every message it gets with its own `received`
+    /// (the worst case: no batching on the client); the `receipt` frames that come
+    /// back are counted.
+    #[arg(long)]
+    pub(crate) receipts: bool,
+    /// With --receipts: also a `read` for every message, right after its `received`.
+    #[arg(long, requires = "receipts")]
+    pub(crate) read: bool,
+    /// The sender reports `typing` `start` before a send, at most once every 2 s (a
+    /// client's throttle); the `typing` frames the members get are counted.
+    #[arg(long)]
+    pub(crate) typing: bool,
+}
+
+/// Options of `chat presence`.
+#[derive(Debug, Args)]
+pub(crate) struct ChatPresenceArgs {
+    /// Groups the flapping user U is in; every member connection is in all of them.
+    #[arg(long, short = 'g', default_value_t = 100)]
+    pub(crate) groups: usize,
+    /// Member connections held open besides U's (each is in every group, so every group
+    /// has this many connected members plus U).
+    #[arg(long, short = 'm', default_value_t = 999)]
+    pub(crate) members: usize,
+    /// Users behind the member connections, round-robin (default: one per connection).
+    /// Presence frames go to connections, so fewer users change nothing but the setup time.
+    #[arg(long, short = 'u')]
+    pub(crate) users: Option<usize>,
+    /// In the second pass, this many member connections each watch one group (`user_list`;
+    /// connection i watches group i mod --groups).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) watchers: usize,
+    /// The server's --presence-debounce in seconds: a reload reconnects well within it, a
+    /// departure is read back after it.
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) debounce: f64,
 }
 
 /// Options of `chat sync`.
@@ -457,6 +497,24 @@ impl ChatArgs {
                 );
                 (a.users, a.conns)
             }
+            ChatMode::Presence(a) => {
+                ensure!((1..=1000).contains(&a.groups), "--groups must be 1..=1000");
+                ensure!(a.members >= 1, "--members must be positive");
+                let users = a.users.unwrap_or(a.members);
+                ensure!(
+                    (1..=a.members).contains(&users),
+                    "--users must be 1..=--members"
+                );
+                ensure!(
+                    a.watchers <= a.members,
+                    "--watchers must be at most --members"
+                );
+                ensure!(
+                    a.debounce > 0.0 && a.debounce <= 60.0,
+                    "--debounce must be in (0, 60] seconds"
+                );
+                (users + 1, a.members + 1)
+            }
         };
         ensure!(
             (1..=MAX_CHAT_USERS).contains(&users),
@@ -472,6 +530,8 @@ impl ChatArgs {
             ChatMode::Fanout(a) => a.drain as u64,
             ChatMode::Sync(a) => (a.messages / 1000 + 10 * a.repeats) as u64,
             ChatMode::Idle(a) => a.hold as u64,
+            // Two passes of a reload, a departure and a return, each waited out.
+            ChatMode::Presence(a) => 6 * (a.debounce as u64 + 3),
         }
     }
 
@@ -482,6 +542,7 @@ impl ChatArgs {
             ChatMode::Fanout(a) => a.users.unwrap_or(a.members) + 1,
             ChatMode::Sync(_) => 2,
             ChatMode::Idle(a) => a.users,
+            ChatMode::Presence(a) => a.users.unwrap_or(a.members) + 1,
         }
     }
 }
@@ -513,6 +574,8 @@ mod tests {
             parse(&["chat", mode]).unwrap();
         }
         parse(&["chat", "idle", "-k", "1000", "-u", "10"]).unwrap();
+        parse(&["chat", "presence", "-m", "999", "-u", "100"]).unwrap();
+        parse(&["chat", "fanout", "--receipts", "--read", "--typing"]).unwrap();
     }
 
     #[test]
@@ -525,6 +588,12 @@ mod tests {
         assert!(parse(&["chat", "sync", "--messages", "0"]).is_err());
         parse(&["chat", "--user-prefix", "run1", "send", "--rate", "10000"]).unwrap();
         assert!(parse(&["chat", "idle", "--prepare", "a", "--accounts", "a"]).is_err());
+        assert!(
+            parse(&["chat", "fanout", "--read"]).is_err(),
+            "--read needs --receipts"
+        );
+        assert!(parse(&["chat", "presence", "-m", "10", "--watchers", "11"]).is_err());
+        assert!(parse(&["chat", "presence", "--groups", "0"]).is_err());
     }
 
     #[test]

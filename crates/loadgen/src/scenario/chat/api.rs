@@ -91,6 +91,25 @@ impl Api {
             .with_context(|| format!("adding {username} to conversation {conversation}"))
     }
 
+    /// The value of the counter or gauge `name` on `GET /metrics` (Prometheus text format;
+    /// the first sample of that name, labels ignored).
+    pub(crate) async fn metric(&mut self, name: &str) -> anyhow::Result<f64> {
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+            self.addr
+        );
+        let response = tokio::time::timeout(self.timeout, self.exchange(request.as_bytes()))
+            .await
+            .context("GET /metrics: no answer in time")??;
+        ensure!(
+            response.status == 200,
+            "GET /metrics: status {}",
+            response.status
+        );
+        let text = std::str::from_utf8(&response.body).context("/metrics is not UTF-8")?;
+        sample(text, name).with_context(|| format!("no {name} on /metrics"))
+    }
+
     /// One JSON request; the answer must have status `expect`.
     async fn call<T: Serialize, R: DeserializeOwned>(
         &mut self,
@@ -233,9 +252,32 @@ fn parse_head(buf: &[u8]) -> anyhow::Result<Option<(usize, u16, usize, bool)>> {
     Ok(Some((end + 4, status, length, close)))
 }
 
+/// The first sample of `name` in a Prometheus text exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        // `name value` or `name{labels} value`; not a longer name sharing the prefix.
+        let rest = match rest.as_bytes().first()? {
+            b' ' => rest,
+            b'{' => &rest[rest.find('}')? + 1..],
+            _ => return None,
+        };
+        rest.split_ascii_whitespace().next()?.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_metric_samples() {
+        let text = "# HELP a_total A.\n# TYPE a_total counter\na_total_x 9\na_total 42\n\
+                    b{kind=\"x\"} 1.5\n";
+        assert_eq!(sample(text, "a_total"), Some(42.0));
+        assert_eq!(sample(text, "b"), Some(1.5));
+        assert_eq!(sample(text, "c"), None);
+    }
 
     #[test]
     fn parses_response_heads() {

@@ -6,6 +6,14 @@
 //! (`new_message` frames the members received) per second and per server core-second,
 //! send-to-delivery latency p50/p99/max, and ack latency. Checks: every send is acked, and
 //! every member sees every message once, in `seq` order.
+//!
+//! With `--receipts` every member connection also confirms every message it gets with a
+//! `received` of its own (and with `--read` a `read` as well), the way a client that does
+//! not batch would; with `--typing` the sender says `typing` `start` before a send at most
+//! once every 2 s. The run then also reports the acked sends, the reports the members sent
+//! and the `receipt` and `typing` frames that came back (per second of the window), and the
+//! server's own count of receipt frames from `/metrics`, so the two cases compare in the
+//! same units as the plain run.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -25,6 +33,9 @@ use crate::session::{close_all, Session};
 
 /// Most sends in one run, so the bookkeeping stays bounded.
 const MAX_SENDS: u64 = 2_000_000;
+/// How often a typing client repeats `start` (the server throttles broadcasts to one per
+/// 2 s per user and conversation, and a client that knows it sends no more often).
+const TYPING_EVERY: Duration = Duration::from_secs(2);
 
 /// State the sender and the members share (one thread, so plain cells).
 struct Shared {
@@ -44,9 +55,21 @@ struct Shared {
     /// Send-to-delivery latency of deliveries inside the window.
     latency: RefCell<Histogram>,
     window: Window,
+    /// Inside the window: `received` and `read` reports the members sent.
+    reports_sent: Cell<u64>,
+    /// Inside the window: `receipt` frames every connection (sender included) received.
+    receipt_frames: Cell<u64>,
+    /// The same over the whole run, to compare with the server's counter.
+    receipt_frames_total: Cell<u64>,
+    /// Inside the window: `typing` frames the members received.
+    typing_frames: Cell<u64>,
 }
 
 impl Shared {
+    fn add(cell: &Cell<u64>, n: u64) {
+        cell.set(cell.get() + n);
+    }
+
     fn delivered(&self, n: u64) {
         let mut receipts = self.receipts.borrow_mut();
         let Some(count) = receipts.get_mut(n as usize) else {
@@ -74,6 +97,7 @@ pub(crate) async fn run(
     let users = args.users.unwrap_or(args.members);
     let params = serde_json::json!({
         "members": args.members, "users": users, "window": args.window, "size": args.size,
+        "receipts": args.receipts, "read": args.read, "typing": args.typing,
         "warmup_s": common.warmup.as_secs_f64(), "duration_s": common.duration.as_secs_f64(),
     });
     let mut report = Report::new("chat-fanout", &common.label, params);
@@ -124,7 +148,15 @@ pub(crate) async fn run(
         finished: Notify::new(),
         latency: RefCell::default(),
         window,
+        reports_sent: Cell::new(0),
+        receipt_frames: Cell::new(0),
+        receipt_frames_total: Cell::new(0),
+        typing_frames: Cell::new(0),
     });
+    let mut api = setup.api();
+    // The server's own count, to cross-check ours; a server without it (or without
+    // /metrics) just leaves the figure out.
+    let server_receipts_before = api.metric(RECEIPT_FRAMES_METRIC).await.ok();
     let drain = Duration::from_secs_f64(args.drain);
     let tasks: Vec<_> = members
         .into_iter()
@@ -136,11 +168,15 @@ pub(crate) async fn run(
                 shared.clone(),
                 errors.clone(),
                 drain,
+                Confirm {
+                    received: args.receipts,
+                    read: args.read,
+                },
             ))
         })
         .collect();
     let usage = tokio::task::spawn_local(Usage::over(window, common.server_pid));
-    let (session, acks) = send(
+    let (session, acks, acked_in_window) = send(
         sender,
         conversation,
         args,
@@ -157,6 +193,7 @@ pub(crate) async fn run(
         sessions.extend(session);
     }
     let usage = usage.await??;
+    let server_receipts_after = api.metric(RECEIPT_FRAMES_METRIC).await.ok();
     close_all(sessions, Duration::from_secs(1)).await;
     usage.fill(&mut report);
     report.window_s = common.duration.as_secs_f64();
@@ -167,6 +204,26 @@ pub(crate) async fn run(
         "deliveries_per_server_core_s",
         deliveries as f64,
     );
+    report.metric("acks", acked_in_window as f64);
+    report.metric(
+        "acks_per_s",
+        acked_in_window as f64 / common.duration.as_secs_f64(),
+    );
+    if args.receipts || args.typing {
+        let per_s = |n: u64| n as f64 / common.duration.as_secs_f64();
+        report.metric("reports_sent", shared.reports_sent.get() as f64);
+        report.metric("reports_sent_per_s", per_s(shared.reports_sent.get()));
+        report.metric("receipt_frames", shared.receipt_frames.get() as f64);
+        report.metric("receipt_frames_per_s", per_s(shared.receipt_frames.get()));
+        report.metric("typing_frames", shared.typing_frames.get() as f64);
+        report.metric(
+            "receipt_frames_run",
+            shared.receipt_frames_total.get() as f64,
+        );
+        if let (Some(before), Some(after)) = (server_receipts_before, server_receipts_after) {
+            report.metric("server_receipt_frames_run", after - before);
+        }
+    }
     latency_metrics(&mut report, &shared.latency.borrow());
     for (name, q) in [("ack_p50_us", 0.5), ("ack_p99_us", 0.99)] {
         if let Some(us) = acks.quantile_us(q) {
@@ -177,8 +234,11 @@ pub(crate) async fn run(
     Ok(report)
 }
 
+/// The server's counter of `receipt` frames sent.
+const RECEIPT_FRAMES_METRIC: &str = "chatgroup_receipt_frames_total";
+
 /// The sender: keeps the window full until it closes, then waits for its acks. Returns the
-/// session (when still usable) and the ack latencies.
+/// session (when still usable), the ack latencies and the acks inside the window.
 async fn send(
     conn: ChatConn,
     conversation: ConversationId,
@@ -186,11 +246,13 @@ async fn send(
     shared: Rc<Shared>,
     errors: Rc<Errors>,
     hard_end: Instant,
-) -> (Option<Session>, Histogram) {
+) -> (Option<Session>, Histogram, u64) {
     let mut session = conn.session;
     let mut acks = Histogram::default();
     let mut sent = 0u64;
     let mut acked = 0u64;
+    let mut acked_in_window = 0u64;
+    let mut typed_at: Option<Instant> = None;
     let mut texts: Vec<Bytes> = Vec::new();
     let window = shared.window;
     let result: anyhow::Result<()> = async {
@@ -199,6 +261,10 @@ async fn send(
             if now < window.to {
                 let done = shared.complete.get().min(acked);
                 while sent - done < args.window as u64 && sent < MAX_SENDS {
+                    if args.typing && typed_at.is_none_or(|at| now - at >= TYPING_EVERY) {
+                        session.queue(&wire::typing_start_frame(conversation));
+                        typed_at = Some(now);
+                    }
                     session.queue(&wire::send_frame(conversation, sent, args.size));
                     shared.sent_at.borrow_mut().push(now);
                     shared.receipts.borrow_mut().push(0);
@@ -236,6 +302,7 @@ async fn send(
                         Some(n) if n == acked => {
                             acked += 1;
                             if window.contains(now) {
+                                acked_in_window += 1;
                                 if let Some(&at) = shared.sent_at.borrow().get(n as usize) {
                                     acks.record(now - at);
                                 }
@@ -246,6 +313,12 @@ async fn send(
                         )),
                     },
                     Kind::Error => errors.push(format!("sender: {}", wire::excerpt(&text, 200))),
+                    Kind::Receipt => {
+                        Shared::add(&shared.receipt_frames_total, 1);
+                        if window.contains(now) {
+                            Shared::add(&shared.receipt_frames, 1);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -263,16 +336,23 @@ async fn send(
         );
     }
     match result {
-        Ok(()) => (Some(session), acks),
+        Ok(()) => (Some(session), acks, acked_in_window),
         Err(e) => {
             errors.push(format!("sender: {e:#}"));
-            (None, acks)
+            (None, acks, acked_in_window)
         }
     }
 }
 
-/// One member connection: checks order and completeness and times each delivery. Returns
-/// the deliveries inside the window and the session when still usable.
+/// Which reports a member sends for each message it gets.
+#[derive(Debug, Clone, Copy)]
+struct Confirm {
+    received: bool,
+    read: bool,
+}
+
+/// One member connection: checks order and completeness, times each delivery and, as asked,
+/// confirms it. Returns the deliveries inside the window and the session when still usable.
 async fn member(
     index: usize,
     conn: ChatConn,
@@ -280,6 +360,7 @@ async fn member(
     shared: Rc<Shared>,
     errors: Rc<Errors>,
     drain: Duration,
+    confirm: Confirm,
 ) -> (u64, Option<Session>) {
     let ChatConn {
         mut session,
@@ -338,6 +419,20 @@ async fn member(
                                 if let Err(e) = order.see(seq) {
                                     errors.push(format!("member {index}: {e}"));
                                 }
+                                // One report per message, queued now and written with
+                                // the next flush, as a client's would be.
+                                let mut reports = 0;
+                                if confirm.received {
+                                    session.queue(&wire::received_frame(conversation, seq));
+                                    reports += 1;
+                                }
+                                if confirm.read {
+                                    session.queue(&wire::read_frame(conversation, seq));
+                                    reports += 1;
+                                }
+                                if counted {
+                                    Shared::add(&shared.reports_sent, reports);
+                                }
                             }
                             None => errors.push(format!("member {index}: new_message without seq")),
                         }
@@ -358,6 +453,13 @@ async fn member(
                     Kind::Error => {
                         errors.push(format!("member {index}: {}", wire::excerpt(&text, 200)))
                     }
+                    Kind::Receipt => {
+                        Shared::add(&shared.receipt_frames_total, 1);
+                        if counted {
+                            Shared::add(&shared.receipt_frames, 1);
+                        }
+                    }
+                    Kind::Typing if counted => Shared::add(&shared.typing_frames, 1),
                     _ => {}
                 }
             }

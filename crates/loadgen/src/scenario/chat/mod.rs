@@ -10,9 +10,10 @@
 //! | mode | what it measures |
 //! |---|---|
 //! | [`send`] | acked sends/s and ack latency; every member sees every message once, in order |
-//! | [`fanout`] | deliveries/s (and per server core-second) to M member connections |
+//! | [`fanout`] | deliveries/s (and per server core-second) to M member connections; with `--receipts`, every member also confirms every message |
 //! | [`sync`] | time from `sync` to `synced` after S missed messages; exactly those S |
 //! | [`idle`] | server RSS per authenticated, synced connection in three conversations |
+//! | [`presence`] | presence frames per reload, departure and return of a user in many large groups |
 //!
 //! Users may have several connections (`--users` below the connection count): a user's
 //! messages reach every one of its connections, so the server's work per connection is the
@@ -21,6 +22,7 @@
 mod api;
 mod fanout;
 mod idle;
+mod presence;
 mod send;
 mod sync;
 mod wire;
@@ -57,6 +59,7 @@ pub(crate) async fn run(common: &Common, args: &ChatArgs) -> anyhow::Result<Repo
         ChatMode::Fanout(a) => fanout::run(common, &setup, a).await,
         ChatMode::Sync(a) => sync::run(common, &setup, a).await,
         ChatMode::Idle(a) => idle::run(common, &setup, a).await,
+        ChatMode::Presence(a) => presence::run(common, &setup, a).await,
     }
 }
 

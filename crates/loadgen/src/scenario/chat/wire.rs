@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use chatgroup_protocol::{ClientMsg, ConversationId, Seq};
+use chatgroup_protocol::{ClientMsg, ConversationId, Seq, TypingState};
 use rfc6455::{Frame, OpCode};
 
 /// The type of a server message, from its prefix.
@@ -30,6 +30,14 @@ pub(crate) enum Kind {
     Ready,
     /// `error`: a request was refused.
     Error,
+    /// `receipt`: someone's delivery or read markers moved.
+    Receipt,
+    /// `typing`: someone started or stopped typing.
+    Typing,
+    /// `presence`: someone came online or went offline.
+    Presence,
+    /// `user_list`: the answer to a `user_list` request.
+    UserList,
     /// Anything else (conversation updates, answers the generator does not ask for).
     Other,
 }
@@ -47,6 +55,10 @@ pub(crate) fn kind(payload: &[u8]) -> Kind {
         b"synced" => Kind::Synced,
         b"ready" => Kind::Ready,
         b"error" => Kind::Error,
+        b"receipt" => Kind::Receipt,
+        b"typing" => Kind::Typing,
+        b"presence" => Kind::Presence,
+        b"user_list" => Kind::UserList,
         _ => Kind::Other,
     }
 }
@@ -116,6 +128,38 @@ pub(crate) fn send_frame(conversation: ConversationId, n: u64, size: usize) -> F
         reference: None,
     };
     text_frame(&msg)
+}
+
+/// The text frame of a `received` (everything up to `seq` reached this device).
+pub(crate) fn received_frame(conversation: ConversationId, seq: u64) -> Frame {
+    text_frame(&ClientMsg::Received {
+        conversation,
+        seq: Seq(seq),
+    })
+}
+
+/// The text frame of a `read` (the person has seen everything up to `seq`).
+pub(crate) fn read_frame(conversation: ConversationId, seq: u64) -> Frame {
+    text_frame(&ClientMsg::Read {
+        conversation,
+        seq: Seq(seq),
+    })
+}
+
+/// The text frame of a `typing` `start`.
+pub(crate) fn typing_start_frame(conversation: ConversationId) -> Frame {
+    text_frame(&ClientMsg::Typing {
+        conversation,
+        state: TypingState::Start,
+    })
+}
+
+/// The text frame of a `user_list` request (the connection then watches `conversation`).
+pub(crate) fn user_list_frame(conversation: ConversationId) -> Frame {
+    text_frame(&ClientMsg::UserList {
+        conversation,
+        reference: None,
+    })
 }
 
 /// The text frame of a `sync` from `cursors`.
@@ -189,6 +233,28 @@ mod tests {
         let err = ServerMsg::error(chatgroup_protocol::ErrorCode::RateLimited, "slow", None);
         assert_eq!(kind(err.to_json().as_bytes()), Kind::Error);
         assert_eq!(kind(br#"{"type":"conversation","x":1}"#), Kind::Other);
+        let receipt = ServerMsg::Receipt {
+            conversation: ConversationId(12),
+            user: UserId(3),
+            delivered: Seq(9),
+            read: Seq(8),
+        }
+        .to_json();
+        assert_eq!(kind(receipt.as_bytes()), Kind::Receipt);
+        let typing = ServerMsg::Typing {
+            conversation: ConversationId(12),
+            user: UserId(3),
+            state: TypingState::Start,
+        }
+        .to_json();
+        assert_eq!(kind(typing.as_bytes()), Kind::Typing);
+        let presence = ServerMsg::Presence {
+            user: UserId(3),
+            online: false,
+            last_seen: Some(5),
+        }
+        .to_json();
+        assert_eq!(kind(presence.as_bytes()), Kind::Presence);
         assert_eq!(kind(b"pong"), Kind::Other);
     }
 
@@ -220,6 +286,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(body(123_456, 3), "m12");
+        for (frame, want) in [
+            (received_frame(ConversationId(4), 7), "received"),
+            (read_frame(ConversationId(4), 7), "read"),
+            (typing_start_frame(ConversationId(4)), "typing"),
+            (user_list_frame(ConversationId(4)), "user_list"),
+        ] {
+            let text = std::str::from_utf8(&frame.payload).unwrap();
+            let parsed = ClientMsg::parse(text).unwrap();
+            let ok = match parsed {
+                ClientMsg::Received { conversation, seq }
+                | ClientMsg::Read { conversation, seq } => {
+                    conversation == ConversationId(4) && seq == Seq(7)
+                }
+                ClientMsg::Typing { state, .. } => state == TypingState::Start,
+                ClientMsg::UserList { conversation, .. } => conversation == ConversationId(4),
+                _ => false,
+            };
+            assert!(ok && text.contains(want), "{text}");
+        }
         let sync = sync_frame(BTreeMap::from([(ConversationId(4), Seq(9))]));
         let text = std::str::from_utf8(&sync.payload).unwrap();
         assert!(matches!(ClientMsg::parse(text), Ok(ClientMsg::Sync { .. })));
