@@ -93,3 +93,13 @@ test("timelines are per conversation", () => {
   all.drop(3);
   assert.equal(all.get(3).messages().length, 0);
 });
+
+test("an id or a seq already held is a duplicate on its own", () => {
+  const t = new Timeline(3, ME);
+  t.add(msg(5));
+  // Same id under another seq, and another id under the same seq: neither can happen within
+  // one database, so neither may show a second row.
+  assert.equal(t.add(msg(6, { id: 105 })), null);
+  assert.equal(t.add(msg(5, { id: 999 })), null);
+  assert.deepEqual(seqs(t), [5]);
+});
