@@ -6,6 +6,7 @@
 # Stages, in order (the first failure stops the run):
 #   tools    install what the tests need, each step skipped when already present
 #   fmt      cargo fmt --all --check
+#   web      node --test web/test/: the browser client's logic modules, in Node (no install)
 #   clippy   cargo clippy --workspace --all-targets --all-features -- -D warnings, and the codec
 #            core alone without features (no tokio, no RNG in its dependency tree)
 #   test     cargo test --workspace --all-features (unit, integration and doc tests), after
@@ -221,6 +222,19 @@ stage_benches() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# browser client logic
+
+stage_web() {
+    # Plain ES modules tested with Node's built-in runner: nothing to install, a few seconds,
+    # so it runs early and a broken client fails the run before the long cargo stages.
+    command -v node >/dev/null 2>&1 || {
+        echo "node not found: the web stage needs Node.js 18+" >&2
+        return 1
+    }
+    node --test web/test/
+}
+
+# ---------------------------------------------------------------------------------------------
 # fuzz smoke
 
 stage_fuzz() {
@@ -297,6 +311,7 @@ stage_interop() {
 
 stage tools stage_tools
 stage fmt stage_fmt
+stage web stage_web
 stage clippy stage_clippy
 stage test stage_test
 stage doc stage_doc
