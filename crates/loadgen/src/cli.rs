@@ -105,6 +105,9 @@ pub(crate) enum ChatMode {
     /// C authenticated, synced connections of U users, each user in three conversations,
     /// held idle; server RSS per connection.
     Idle(ChatIdleArgs),
+    /// N clients each upload files of S bytes in 64 KiB chunks, one file after another;
+    /// MB/s from the first `file_start` to the last `ack`, and per server core-second.
+    Upload(ChatUploadArgs),
     /// One user U in G groups with M connected members each: presence frames the server
     /// sends (from /metrics) when U reloads, leaves for good and comes back, without and
     /// with watchers.
@@ -163,6 +166,11 @@ pub(crate) struct ChatFanoutArgs {
     /// With --receipts: also a `read` for every message, right after its `received`.
     #[arg(long, requires = "receipts")]
     pub(crate) read: bool,
+    /// With --receipts: one `received` (and `read`) per batch of messages read from the
+    /// socket, for the newest of them, as a client that knows the markers are cumulative
+    /// would send; every message is still confirmed, with fewer reports.
+    #[arg(long, requires = "receipts")]
+    pub(crate) coalesce: bool,
     /// The sender reports `typing` `start` before a send, at most once every 2 s (a
     /// client's throttle); the `typing` frames the members get are counted.
     #[arg(long)]
@@ -191,6 +199,26 @@ pub(crate) struct ChatPresenceArgs {
     /// departure is read back after it.
     #[arg(long, default_value_t = 3.0)]
     pub(crate) debounce: f64,
+}
+
+/// Options of `chat upload`.
+#[derive(Debug, Args)]
+pub(crate) struct ChatUploadArgs {
+    /// Clients uploading at once (one user, one connection and one group each).
+    #[arg(long, short = 'n', default_value_t = 4)]
+    pub(crate) clients: usize,
+    /// Bytes per file (every client uploads the same precomputed file).
+    #[arg(long, short = 's', default_value_t = 16 << 20)]
+    pub(crate) file_size: usize,
+    /// Most files per client; a client also starts no file after --duration.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) files: usize,
+    /// Data bytes per chunk (the server's `chunkSize` caps it).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub(crate) chunk: usize,
+    /// Seconds allowed after --duration for the files in progress to be acked.
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) drain: f64,
 }
 
 /// Options of `chat sync`.
@@ -412,6 +440,11 @@ const MAX_CHAT_USERS: usize = 20_000;
 /// Longest chat message body the generator sends.
 const MAX_CHAT_BODY: usize = 64 * 1024;
 
+/// Largest file `chat upload` sends.
+const MAX_UPLOAD_FILE: usize = 1 << 30;
+/// Most bytes of files `chat upload` holds (one masked copy per client).
+const MAX_UPLOAD_MEMORY: usize = 2 << 30;
+
 impl ChatArgs {
     /// Checks the mode's bounds; returns the connections it opens.
     fn validate(&self) -> anyhow::Result<usize> {
@@ -497,6 +530,28 @@ impl ChatArgs {
                 );
                 (a.users, a.conns)
             }
+            ChatMode::Upload(a) => {
+                ensure!((1..=256).contains(&a.clients), "--clients must be 1..=256");
+                ensure!(
+                    (1..=MAX_UPLOAD_FILE).contains(&a.file_size),
+                    "--file-size must be 1..={MAX_UPLOAD_FILE}"
+                );
+                // Every client keeps its own masked copy of the file.
+                ensure!(
+                    a.clients.saturating_mul(a.file_size) <= MAX_UPLOAD_MEMORY,
+                    "--clients x --file-size must be at most {MAX_UPLOAD_MEMORY} bytes"
+                );
+                ensure!(
+                    (1..=100_000).contains(&a.files),
+                    "--files must be 1..=100000"
+                );
+                ensure!(
+                    (1..=1 << 20).contains(&a.chunk),
+                    "--chunk must be 1..=1048576"
+                );
+                drain(a.drain)?;
+                (a.clients, a.clients)
+            }
             ChatMode::Presence(a) => {
                 ensure!((1..=1000).contains(&a.groups), "--groups must be 1..=1000");
                 ensure!(a.members >= 1, "--members must be positive");
@@ -530,6 +585,7 @@ impl ChatArgs {
             ChatMode::Fanout(a) => a.drain as u64,
             ChatMode::Sync(a) => (a.messages / 1000 + 10 * a.repeats) as u64,
             ChatMode::Idle(a) => a.hold as u64,
+            ChatMode::Upload(a) => a.drain as u64,
             // Two passes of a reload, a departure and a return, each waited out.
             ChatMode::Presence(a) => 6 * (a.debounce as u64 + 3),
         }
@@ -542,6 +598,7 @@ impl ChatArgs {
             ChatMode::Fanout(a) => a.users.unwrap_or(a.members) + 1,
             ChatMode::Sync(_) => 2,
             ChatMode::Idle(a) => a.users,
+            ChatMode::Upload(a) => a.clients,
             ChatMode::Presence(a) => a.users.unwrap_or(a.members) + 1,
         }
     }
@@ -574,8 +631,11 @@ mod tests {
             parse(&["chat", mode]).unwrap();
         }
         parse(&["chat", "idle", "-k", "1000", "-u", "10"]).unwrap();
+        parse(&["chat", "upload", "-n", "2", "-s", "1048576"]).unwrap();
         parse(&["chat", "presence", "-m", "999", "-u", "100"]).unwrap();
         parse(&["chat", "fanout", "--receipts", "--read", "--typing"]).unwrap();
+        parse(&["chat", "fanout", "--receipts", "--coalesce"]).unwrap();
+        assert!(parse(&["chat", "fanout", "--coalesce"]).is_err());
     }
 
     #[test]
@@ -586,6 +646,9 @@ mod tests {
         assert!(parse(&["chat", "--user-prefix", "-x", "sync"]).is_err());
         assert!(parse(&["chat", "--user-prefix", "a b", "sync"]).is_err());
         assert!(parse(&["chat", "sync", "--messages", "0"]).is_err());
+        assert!(parse(&["chat", "upload", "--file-size", "0"]).is_err());
+        assert!(parse(&["chat", "upload", "-n", "256", "-s", "1073741824"]).is_err());
+        assert!(parse(&["chat", "upload", "--chunk", "0"]).is_err());
         parse(&["chat", "--user-prefix", "run1", "send", "--rate", "10000"]).unwrap();
         assert!(parse(&["chat", "idle", "--prepare", "a", "--accounts", "a"]).is_err());
         assert!(

@@ -13,6 +13,7 @@
 //! | [`fanout`] | deliveries/s (and per server core-second) to M member connections; with `--receipts`, every member also confirms every message |
 //! | [`sync`] | time from `sync` to `synced` after S missed messages; exactly those S |
 //! | [`idle`] | server RSS per authenticated, synced connection in three conversations |
+//! | [`upload`] | file upload MB/s (and per server core-second), N clients, hashes checked |
 //! | [`presence`] | presence frames per reload, departure and return of a user in many large groups |
 //!
 //! Users may have several connections (`--users` below the connection count): a user's
@@ -25,6 +26,7 @@ mod idle;
 mod presence;
 mod send;
 mod sync;
+mod upload;
 mod wire;
 
 use std::cell::Cell;
@@ -59,6 +61,7 @@ pub(crate) async fn run(common: &Common, args: &ChatArgs) -> anyhow::Result<Repo
         ChatMode::Fanout(a) => fanout::run(common, &setup, a).await,
         ChatMode::Sync(a) => sync::run(common, &setup, a).await,
         ChatMode::Idle(a) => idle::run(common, &setup, a).await,
+        ChatMode::Upload(a) => upload::run(common, &setup, a).await,
         ChatMode::Presence(a) => presence::run(common, &setup, a).await,
     }
 }

@@ -170,6 +170,33 @@ pub(crate) fn sync_frame(cursors: BTreeMap<ConversationId, Seq>) -> Frame {
     })
 }
 
+/// The text frame of a `file_start` for upload `n`: its `uploadId` (and so the ack's
+/// `localId`) is `n` in decimal, which [`local_id`] reads back.
+pub(crate) fn file_start_frame(
+    conversation: ConversationId,
+    n: u64,
+    size: u64,
+    sha256: &str,
+) -> Frame {
+    text_frame(&ClientMsg::FileStart {
+        conversation,
+        upload_id: n.to_string(),
+        name: format!("loadgen-{n}.bin"),
+        size,
+        mime: "application/octet-stream".to_owned(),
+        sha256: Some(sha256.to_owned()),
+        reference: None,
+    })
+}
+
+/// The text frame of a `file_end`.
+pub(crate) fn file_end_frame(file_id: u64) -> Frame {
+    text_frame(&ClientMsg::FileEnd {
+        file_id,
+        reference: None,
+    })
+}
+
 fn text_frame(msg: &ClientMsg) -> Frame {
     let json = serde_json::to_vec(msg).expect("client messages always serialise");
     Frame::new(OpCode::Text, Bytes::from(json))
