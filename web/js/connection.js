@@ -175,7 +175,7 @@ export class Connection {
     let socket;
     try {
       socket = new this.WebSocket(url);
-    } catch (err) {
+    } catch {
       // A malformed URL throws synchronously; treat it like a failed attempt.
       this.scheduleRetry();
       return;
