@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::client::{Binary, ChatClient, ChatServer, TempDir};
+use super::client::{Binary, ChatClient, ChatServer, Next, TempDir};
 use crate::support::WAIT;
 
 const CHUNK: usize = 64 * 1024;
@@ -443,6 +443,148 @@ async fn chunks_over_the_rate_are_refused_with_retry_after() {
         .filter(|m| matches!(m, ServerMsg::Error { .. }))
         .count();
     assert_eq!(errors, 0);
+}
+
+/// One chunk of `len` bytes of file `seed` at `at`; whether the socket took it.
+async fn send_chunk(c: &mut ChatClient, file_id: u64, seed: u64, at: u64, len: usize) -> bool {
+    let mut frame = encode_header(ChunkHeader {
+        file_id,
+        offset: at,
+    })
+    .to_vec();
+    frame.extend_from_slice(&bytes_at(seed, at, len));
+    c.send_binary(&frame).await
+}
+
+/// The `rate_limited` error and the `file_ready` after it: (retryAfterMs, offset).
+async fn refusal(c: &mut ChatClient, upload_id: &str) -> (u64, u64) {
+    let err = c.expect_error(Some(upload_id)).await;
+    assert_eq!(err.code, ErrorCode::RateLimited, "{}", err.message);
+    let wait = err.retry_after_ms.expect("retryAfterMs");
+    let (_, offset, _) = ready(c, upload_id).await;
+    (wait, offset)
+}
+
+/// Small chunks keep these tests fast; the rules do not depend on the size.
+const SMALL: usize = 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_waits_as_told_is_never_closed() {
+    let server = ChatServer::start_with(|cfg| {
+        cfg.file_chunk_rate = 100;
+        cfg.file_chunk_burst = 1;
+    })
+    .await;
+    let api = server.api();
+    let alice = api.signup("alice").await;
+    let g = api.create_group(&alice, "fair", &[]).await.id;
+    let mut a = ChatClient::connect(server.addr(), &alice.token).await;
+    let size = 80 * SMALL as u64;
+    a.send(&start_msg(g, "w1", size, Some(sha_of(11, size))))
+        .await;
+    let (id, mut at, _) = ready(&mut a, "w1").await;
+    let mut refusals = 0;
+    // Pipelines everything it has left each time, far more than the limit allows: every
+    // round after the first is refused once, and the rest of the round is in flight. Far
+    // more refusals than the 20 strikes, and never closed, because it waits as told.
+    while at < size {
+        let mut next = at;
+        while next < size {
+            assert!(send_chunk(&mut a, id, 11, next, SMALL).await);
+            next += SMALL as u64;
+        }
+        match a.next_within(Duration::from_millis(300)).await {
+            Next::Quiet => break,
+            Next::Msg(msg) => {
+                let ServerMsg::Error {
+                    code: ErrorCode::RateLimited,
+                    retry_after_ms: Some(wait),
+                    ..
+                } = *msg
+                else {
+                    panic!("expected a rate limit, got {msg:?}");
+                };
+                let (_, offset, _) = ready(&mut a, "w1").await;
+                refusals += 1;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                at = offset;
+            }
+            other => panic!("the connection ended: {other:?}"),
+        }
+    }
+    assert!(
+        refusals > 25,
+        "{refusals} refusals: the test proves nothing"
+    );
+    a.send(&ClientMsg::FileEnd {
+        file_id: id,
+        reference: None,
+    })
+    .await;
+    a.expect_ack("w1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_keeps_sending_past_chunk_refusals_is_closed_with_1008() {
+    let server = ChatServer::start_with(|cfg| {
+        cfg.file_chunk_rate = 1;
+        cfg.file_chunk_burst = 2;
+    })
+    .await;
+    let api = server.api();
+    let alice = api.signup("alice").await;
+    let g = api.create_group(&alice, "ignore", &[]).await.id;
+
+    // Resuming at the told offset before retryAfterMs, again and again.
+    let mut a = ChatClient::connect(server.addr(), &alice.token).await;
+    a.send(&start_msg(g, "e1", 1000 * SMALL as u64, None)).await;
+    let (id, _, _) = ready(&mut a, "e1").await;
+    for n in 0..3 {
+        send_chunk(&mut a, id, 1, n * SMALL as u64, SMALL).await;
+    }
+    let (wait, mut offset) = refusal(&mut a, "e1").await;
+    assert!(wait > 100, "{wait} ms");
+    let mut refused = 0;
+    loop {
+        send_chunk(&mut a, id, 1, offset, SMALL).await;
+        match a.next_within(WAIT).await {
+            Next::Msg(msg) if matches!(*msg, ServerMsg::Error { .. }) => {
+                refused += 1;
+                offset = ready(&mut a, "e1").await.1;
+            }
+            Next::Closed(Some(frame)) => {
+                assert_eq!(frame.code, CloseCode::POLICY_VIOLATION);
+                assert_eq!(frame.reason.as_str(), "rate limits ignored");
+                break;
+            }
+            other => panic!("expected a refusal or a close, got {other:?}"),
+        }
+        assert!(refused < 40, "still open after {refused} early resumptions");
+    }
+    assert!(refused >= 19, "closed after {refused} early resumptions");
+
+    // Going on at its own offsets as if nothing was said: the chunks in flight right after
+    // the refusal are dropped quietly; a second later they are ignoring it.
+    let mut a = ChatClient::connect(server.addr(), &alice.token).await;
+    a.send(&start_msg(g, "e2", 1000 * SMALL as u64, None)).await;
+    let (id, _, _) = ready(&mut a, "e2").await;
+    let mut at = 0;
+    for _ in 0..10 {
+        send_chunk(&mut a, id, 2, at, SMALL).await;
+        at += SMALL as u64;
+    }
+    refusal(&mut a, "e2").await;
+    let quiet = a.drain(Duration::from_millis(300)).await;
+    assert!(quiet.is_empty(), "in flight is not ignoring: {quiet:?}");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    for _ in 0..60 {
+        if !send_chunk(&mut a, id, 2, at, SMALL).await {
+            break;
+        }
+        at += SMALL as u64;
+    }
+    let reason = a.expect_close(CloseCode::POLICY_VIOLATION).await;
+    assert_eq!(reason, "rate limits ignored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

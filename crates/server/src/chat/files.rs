@@ -7,17 +7,20 @@
 //! that is not complete on disk. Every disk operation (write plus hash, re-hash on resume,
 //! fsync and rename) runs on tokio's blocking pool: a slow disk stalls only the uploading
 //! connection, which then stops reading its socket (TCP backpressure), never a runtime
-//! worker. The per-connection state is an `Option<Box<Uploads>>` inside the boxed
+//! worker. Chunks do not wait for their own write: each upload has at most one write in
+//! flight, and the chunks that arrive meanwhile (at most [`BATCH`] bytes) go together in
+//! the next one (see [`Writer`]), so the socket keeps being read while the disk works and
+//! one hand-off to the blocking pool serves many chunks. The per-connection state is an `Option<Box<Uploads>>` inside the boxed
 //! [`Session`](super::session::Session), so a connection that never uploads pays one
 //! pointer, and the read pump's future does not grow.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use chatgroup_protocol::chunk::{parse_chunk, HEADER_LEN};
@@ -28,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::actions::ActionError;
 use super::bucket::TokenBucket;
-use super::session::{Io, Outcome};
+use super::session::{strike, Io, Outcome};
 use crate::config::Durability;
 use crate::context::ServerCtx;
 
@@ -40,8 +43,17 @@ const MAX_UPLOAD_ID: usize = 64;
 const MAX_NAME: usize = 255;
 /// The longest media type, in bytes.
 const MAX_MIME: usize = 127;
+/// Most chunk bytes an upload holds while its previous write is in flight; a chunk past
+/// it waits for that write. With the batch being written, an upload holds at most twice
+/// this much, whatever the file's size.
+const BATCH: usize = 1 << 20;
 /// Uploads looked at per sweep round.
 const SWEEP_BATCH: usize = 256;
+/// How long after a rate-limit refusal chunks at other offsets are taken for what the client
+/// had in flight before it could read the refusal (dropped, nothing more). Later ones mean the
+/// client ignores the refusal, and each counts as an ignored limit. Generous: a client on a
+/// slow link may have megabytes queued in its socket, and it only has to read a line.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(1);
 
 /// Where files live, and which connection is writing which upload.
 #[derive(Debug)]
@@ -108,21 +120,128 @@ impl Drop for Uploads {
 #[derive(Debug)]
 struct Upload {
     file: StoredFile,
-    /// Bytes on disk, the next offset expected.
+    /// The next offset expected: bytes on disk, being written, or waiting to be.
     offset: u64,
-    /// `None` only while a write is in flight on the blocking pool.
-    disk: Option<Box<Disk>>,
-    /// A chunk was refused: chunks at other offsets are dropped silently (they are the
-    /// rest of what the client had in flight) until one arrives at `offset`.
-    resync: bool,
+    writer: Writer,
+    /// A chunk was refused: chunks at other offsets are dropped (they are the rest of what
+    /// the client had in flight) until one arrives at `offset`.
+    resync: Option<Resync>,
     taken_over: Arc<AtomicBool>,
     root: Arc<FileRoot>,
+}
+
+/// What a refused chunk told the client, and when.
+#[derive(Debug, Clone, Copy)]
+struct Resync {
+    /// When the refusal was queued.
+    at: Instant,
+    /// A rate limit's `retryAfterMs` from `at`: a chunk at the offset the client was told
+    /// that arrives before this proves the client saw the refusal and did not wait.
+    not_before: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct Disk {
     file: File,
     hash: Sha256,
+}
+
+impl Disk {
+    /// Hashes and appends `batch`, in order, with as few system calls as the kernel allows.
+    fn append(&mut self, batch: &[Bytes]) -> io::Result<()> {
+        for data in batch {
+            self.hash.update(data);
+        }
+        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match self.file.write_vectored(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An upload's way to disk: one write in flight on the blocking pool at a time, and the
+/// chunks accepted meanwhile, which the next write takes all together. Waiting for each
+/// chunk's own write (as this did first) left the socket unread during every write and cost
+/// two thread switches per chunk; now the reader waits only when [`BATCH`] bytes are queued
+/// behind a write, which bounds the memory an upload holds.
+#[derive(Debug)]
+struct Writer {
+    /// The file and hash, while no write is in flight.
+    idle: Option<Box<Disk>>,
+    /// The write in flight; it hands the file and hash back.
+    busy: Option<tokio::task::JoinHandle<io::Result<Box<Disk>>>>,
+    /// Chunks accepted since that write started.
+    queued: Vec<Bytes>,
+    queued_len: usize,
+}
+
+impl Writer {
+    fn new(disk: Disk) -> Self {
+        Self {
+            idle: Some(Box::new(disk)),
+            busy: None,
+            queued: Vec::new(),
+            queued_len: 0,
+        }
+    }
+
+    /// Queues `data` and starts a write when none is in flight. Waits for the write in
+    /// flight only when [`BATCH`] bytes are queued behind it. An error is that of an
+    /// earlier write: the upload cannot go on.
+    async fn push(&mut self, data: Bytes) -> io::Result<()> {
+        self.queued_len += data.len();
+        self.queued.push(data);
+        if let Some(write) = &self.busy {
+            if !write.is_finished() && self.queued_len < BATCH {
+                return Ok(());
+            }
+            self.settle().await?;
+        }
+        self.start();
+        Ok(())
+    }
+
+    /// Every accepted byte written and hashed: the file and hash, for `file_end`.
+    async fn finish(&mut self) -> io::Result<Box<Disk>> {
+        self.settle().await?;
+        if !self.queued.is_empty() {
+            self.start();
+            self.settle().await?;
+        }
+        self.idle
+            .take()
+            .ok_or_else(|| io::Error::other("upload state lost"))
+    }
+
+    /// Waits for the write in flight, if any.
+    async fn settle(&mut self) -> io::Result<()> {
+        if let Some(write) = self.busy.take() {
+            let disk = write.await.unwrap_or_else(|e| Err(io::Error::other(e)))?;
+            self.idle = Some(disk);
+        }
+        Ok(())
+    }
+
+    /// Hands the queued chunks to a write on the blocking pool (the caller made sure no
+    /// write is in flight).
+    fn start(&mut self) {
+        let Some(mut disk) = self.idle.take() else {
+            return;
+        };
+        let batch = std::mem::take(&mut self.queued);
+        self.queued_len = 0;
+        self.busy = Some(tokio::task::spawn_blocking(move || {
+            disk.append(&batch)?;
+            Ok(disk)
+        }));
+    }
 }
 
 fn invalid(message: impl Into<String>) -> ActionError {
@@ -275,8 +394,14 @@ pub(crate) async fn start(
             bucket: TokenBucket::new(ctx.cfg.file_chunk_burst),
         })
     });
-    // Starting again on the same connection replaces the open state.
-    uploads.open.retain(|u| u.file.id != file.id);
+    // Starting again on the same connection replaces the open state, once what it accepted
+    // is on disk: the offset to go on from is read from the file.
+    if let Some(i) = uploads.open.iter().position(|u| u.file.id == file.id) {
+        let mut old = uploads.open.swap_remove(i);
+        if let Err(err) = old.writer.finish().await {
+            tracing::error!(error = %err, "file storage failed");
+        }
+    }
     let offset = if file.completed {
         // Posted already: nothing to send; its `file_end` gets the duplicate ack.
         file.size
@@ -296,8 +421,8 @@ pub(crate) async fn start(
         uploads.open.push(Upload {
             file: file.clone(),
             offset,
-            disk: Some(Box::new(disk)),
-            resync: false,
+            writer: Writer::new(disk),
+            resync: None,
             taken_over,
             root,
         });
@@ -354,7 +479,11 @@ async fn refuse_chunk(
     retry_after_ms: Option<u64>,
     io: Io<'_>,
 ) {
-    upload.resync = true;
+    let at = Instant::now();
+    upload.resync = Some(Resync {
+        at,
+        not_before: retry_after_ms.map(|ms| at + Duration::from_millis(ms)),
+    });
     io.send(&ServerMsg::Error {
         code,
         message,
@@ -375,8 +504,16 @@ async fn refuse_chunk(
 
 /// A binary frame: one chunk of an upload open on this connection. Anything else closes
 /// the connection with 1003, as binary frames did before file transfer existed.
+///
+/// Rate limits are per connection and refusals are fair to a client that pipelines: only
+/// the first chunk over the limit is answered (with `retryAfterMs` and the offset to go on
+/// from), and what follows it at other offsets is taken for what was already in flight.
+/// Ignoring the refusal is what counts against `strikes` (closing the connection with 1008
+/// when they run out): resuming at the told offset before `retryAfterMs` has passed, or
+/// still sending at other offsets [`IN_FLIGHT_GRACE`] after the refusal.
 pub(crate) async fn chunk(
     uploads: &mut Option<Box<Uploads>>,
+    strikes: &mut TokenBucket,
     user: Option<&UserInfo>,
     frame: Bytes,
     io: Io<'_>,
@@ -402,9 +539,7 @@ pub(crate) async fn chunk(
         return NO_UPLOAD;
     };
     let cfg = &io.ctx.cfg;
-    let taken = uploads
-        .bucket
-        .take(cfg.file_chunk_rate, cfg.file_chunk_burst);
+    let now = Instant::now();
     let upload = &mut uploads.open[index];
     if upload.taken_over.load(Ordering::Acquire) {
         let id = upload.file.upload_id.clone();
@@ -418,15 +553,34 @@ pub(crate) async fn chunk(
         return Outcome::Continue;
     }
     if header.offset != upload.offset {
-        if !upload.resync {
-            let message = format!(
-                "chunk at offset {} but the next byte expected is {}; continue from there",
-                header.offset, upload.offset
-            );
-            refuse_chunk(upload, ErrorCode::Invalid, message, None, io).await;
-        }
-        return Outcome::Continue;
+        return match upload.resync {
+            None => {
+                let message = format!(
+                    "chunk at offset {} but the next byte expected is {}; continue from there",
+                    header.offset, upload.offset
+                );
+                refuse_chunk(upload, ErrorCode::Invalid, message, None, io).await;
+                Outcome::Continue
+            }
+            Some(Resync {
+                at,
+                not_before: Some(_),
+            }) if now.duration_since(at) > IN_FLIGHT_GRACE => strike(strikes),
+            Some(_) => Outcome::Continue,
+        };
     }
+    // Only chunks that would be written take a token: dropped ones cost a read, no more.
+    let early = upload
+        .resync
+        .and_then(|r| r.not_before)
+        .and_then(|t| t.checked_duration_since(now));
+    let taken = match early {
+        Some(wait) => Err(wait),
+        None => uploads
+            .bucket
+            .take(cfg.file_chunk_rate, cfg.file_chunk_burst),
+    };
+    let upload = &mut uploads.open[index];
     if let Err(wait) = taken {
         let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
         let message = format!(
@@ -434,7 +588,13 @@ pub(crate) async fn chunk(
             cfg.file_chunk_rate, upload.offset
         );
         refuse_chunk(upload, ErrorCode::RateLimited, message, Some(ms), io).await;
-        return Outcome::Continue;
+        // The first refusal is news to a client; resuming before the wait it was told is
+        // ignoring it.
+        return if early.is_some() {
+            strike(strikes)
+        } else {
+            Outcome::Continue
+        };
     }
     let len = data.len() as u64;
     let max_chunk = chunk_size(io.ctx);
@@ -451,22 +611,10 @@ pub(crate) async fn chunk(
         refuse_chunk(upload, ErrorCode::FileMismatch, message, None, io).await;
         return Outcome::Continue;
     }
-    upload.resync = false;
-    let Some(mut disk) = upload.disk.take() else {
-        return Outcome::Continue;
-    };
-    let data = frame.slice(HEADER_LEN..);
-    let written = blocking(move || {
-        disk.file.write_all(&data)?;
-        disk.hash.update(&data);
-        Ok(disk)
-    })
-    .await;
-    match written {
-        Ok(disk) => {
-            upload.disk = Some(disk);
-            upload.offset += len;
-        }
+    upload.resync = None;
+    upload.offset += len;
+    match upload.writer.push(frame.slice(HEADER_LEN..)).await {
+        Ok(()) => {}
         Err(err) => {
             let id = upload.file.upload_id.clone();
             uploads.open.swap_remove(index);
@@ -520,11 +668,9 @@ pub(crate) async fn end(
             ),
         ));
     }
-    let upload = list.open.swap_remove(index);
+    let mut upload = list.open.swap_remove(index);
     upload.root.release(upload.file.id, &upload.taken_over);
-    let Some(disk) = upload.disk else {
-        return Err(ActionError::new(ErrorCode::Internal, "upload state lost"));
-    };
+    let disk = upload.writer.finish().await.map_err(|e| io_failed(&e))?;
     let (partial, complete) = (upload.root.partial(file_id), upload.root.complete(file_id));
     let expected = upload.file.sha256.clone();
     let durable = ctx.cfg.durability == Durability::Full;

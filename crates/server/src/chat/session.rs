@@ -153,7 +153,14 @@ impl Session {
     /// Handles one binary message: a chunk of an upload open on this connection (anything
     /// else closes the connection with 1003).
     pub(crate) async fn on_binary(&mut self, frame: bytes::Bytes, io: Io<'_>) -> Outcome {
-        super::files::chunk(&mut self.uploads, self.user.as_ref(), frame, io).await
+        super::files::chunk(
+            &mut self.uploads,
+            &mut self.strikes,
+            self.user.as_ref(),
+            frame,
+            io,
+        )
+        .await
     }
 
     /// Handles one text message.
@@ -194,10 +201,7 @@ impl Session {
                 retry_after_ms: Some(ms),
             })
             .await;
-            if self.strikes.take(1, STRIKES).is_err() {
-                return Outcome::Close(CloseCode::POLICY_VIOLATION, "rate limits ignored");
-            }
-            return Outcome::Continue;
+            return strike(&mut self.strikes);
         }
         let result = self.dispatch(&user, msg, io).await;
         if let Err(err) = result {
@@ -546,6 +550,16 @@ impl Session {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// Counts one refusal the client ignored; once it has ignored too many, the connection is
+/// closed with 1008.
+pub(crate) fn strike(strikes: &mut TokenBucket) -> Outcome {
+    if strikes.take(1, STRIKES).is_err() {
+        Outcome::Close(CloseCode::POLICY_VIOLATION, "rate limits ignored")
+    } else {
+        Outcome::Continue
     }
 }
 

@@ -356,7 +356,12 @@ impl ReadPump {
         match session.on_binary(data, io).await {
             Outcome::Continue => true,
             Outcome::Close(code, reason) => {
-                metrics::inc(&self.ctx.metrics.protocol_errors);
+                if code == CloseCode::POLICY_VIOLATION {
+                    // Ignored rate limits, counted like the text path's.
+                    self.ctx.metrics.count_client_close(code);
+                } else {
+                    metrics::inc(&self.ctx.metrics.protocol_errors);
+                }
                 self.flush_now();
                 self.outbox.close(wire::close(code, reason), false);
                 false
