@@ -9,7 +9,8 @@
 //!
 //! With `--receipts` every member connection also confirms every message it gets with a
 //! `received` of its own (and with `--read` a `read` as well), the way a client that does
-//! not batch would; with `--typing` the sender says `typing` `start` before a send at most
+//! not batch would (with `--coalesce`, one report per batch the socket gave, for the newest
+//! message, as a client that knows markers are cumulative would); with `--typing` the sender says `typing` `start` before a send at most
 //! once every 2 s. The run then also reports the acked sends, the reports the members sent
 //! and the `receipt` and `typing` frames that came back (per second of the window), and the
 //! server's own count of receipt frames from `/metrics`, so the two cases compare in the
@@ -97,7 +98,8 @@ pub(crate) async fn run(
     let users = args.users.unwrap_or(args.members);
     let params = serde_json::json!({
         "members": args.members, "users": users, "window": args.window, "size": args.size,
-        "receipts": args.receipts, "read": args.read, "typing": args.typing,
+        "receipts": args.receipts, "read": args.read, "coalesce": args.coalesce,
+        "typing": args.typing,
         "warmup_s": common.warmup.as_secs_f64(), "duration_s": common.duration.as_secs_f64(),
     });
     let mut report = Report::new("chat-fanout", &common.label, params);
@@ -171,6 +173,7 @@ pub(crate) async fn run(
                 Confirm {
                     received: args.receipts,
                     read: args.read,
+                    coalesce: args.coalesce,
                 },
             ))
         })
@@ -349,6 +352,24 @@ async fn send(
 struct Confirm {
     received: bool,
     read: bool,
+    /// One report per socket read (for its newest message) instead of one per message.
+    coalesce: bool,
+}
+
+impl Confirm {
+    /// Queues the reports for everything up to `seq`; returns how many.
+    fn queue(self, session: &mut Session, conversation: ConversationId, seq: u64) -> u64 {
+        let mut reports = 0;
+        if self.received {
+            session.queue(&wire::received_frame(conversation, seq));
+            reports += 1;
+        }
+        if self.read {
+            session.queue(&wire::read_frame(conversation, seq));
+            reports += 1;
+        }
+        reports
+    }
 }
 
 /// One member connection: checks order and completeness, times each delivery and, as asked,
@@ -408,6 +429,7 @@ async fn member(
             read_texts(&mut session, |t| texts.push(t))?;
             let now = Instant::now();
             let counted = shared.window.contains(now);
+            let mut newest = None;
             for text in texts.drain(..) {
                 match wire::kind(&text) {
                     Kind::NewMessage => {
@@ -419,19 +441,15 @@ async fn member(
                                 if let Err(e) = order.see(seq) {
                                     errors.push(format!("member {index}: {e}"));
                                 }
-                                // One report per message, queued now and written with
-                                // the next flush, as a client's would be.
-                                let mut reports = 0;
-                                if confirm.received {
-                                    session.queue(&wire::received_frame(conversation, seq));
-                                    reports += 1;
-                                }
-                                if confirm.read {
-                                    session.queue(&wire::read_frame(conversation, seq));
-                                    reports += 1;
-                                }
-                                if counted {
-                                    Shared::add(&shared.reports_sent, reports);
+                                if confirm.coalesce {
+                                    newest = Some(seq);
+                                } else {
+                                    // One report per message, queued now and written
+                                    // with the next flush, as a client's would be.
+                                    let reports = confirm.queue(&mut session, conversation, seq);
+                                    if counted {
+                                        Shared::add(&shared.reports_sent, reports);
+                                    }
                                 }
                             }
                             None => errors.push(format!("member {index}: new_message without seq")),
@@ -461,6 +479,12 @@ async fn member(
                     }
                     Kind::Typing if counted => Shared::add(&shared.typing_frames, 1),
                     _ => {}
+                }
+            }
+            if let Some(seq) = newest {
+                let reports = confirm.queue(&mut session, conversation, seq);
+                if counted {
+                    Shared::add(&shared.reports_sent, reports);
                 }
             }
         }
