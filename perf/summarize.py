@@ -68,6 +68,10 @@ METRICS = {
         ("sync_max_ms", "slowest repeat", False),
     ],
     "chat-idle": [("rss_per_conn_bytes", "server RSS per connection", False)],
+    "chat-upload": [
+        ("mb_per_s", "MB/s, first file_start to last ack", True),
+        ("mb_per_server_core_s", "MB per server core-s", True),
+    ],
 }
 
 # Issue 8's targets: (case, metric, kind, threshold, compared with (case, server) for "ratio").
@@ -79,6 +83,8 @@ CHAT_TARGETS = [
     ("chat-fanout", "deliveries_per_server_core_s", "ratio", 1.0, ("fanout-1000", "tungstenite")),
     ("chat-sync", "sync_ms", "max", 100.0, None),
     ("chat-idle", "rss_per_conn_bytes", "max", 4096.0, None),
+    # Issue 9 §8, with --durability normal.
+    ("chat-upload", "mb_per_s", "min", 500.0, None),
 ]
 
 # Issue 4's targets: (case, metric, kind, threshold); kind "ratio" compares with
@@ -246,7 +252,8 @@ def main(paths):
 
 def print_chat(tags, fam, runs, median, errors, flagged):
     """The chat section: chatgroup's figures, the fan-out next to the raw broadcasts."""
-    print("Chat (issue 8): chatgroup with --durability full, fresh data directory per case, "
+    print("Chat (issue 8): chatgroup with --durability full (chat-upload: normal), fresh data "
+          "directory per case, "
           "server pinned to core 0. chat-fanout is shown next to the raw broadcast "
           "(fanout-1000: 1000 subscribers, 64-byte payloads, window 16) of each server that ran it.")
     print()
