@@ -8,9 +8,9 @@
 //! fsync and rename) runs on tokio's blocking pool: a slow disk stalls only the uploading
 //! connection, which then stops reading its socket (TCP backpressure), never a runtime
 //! worker. Chunks do not wait for their own write: each upload has at most one write in
-//! flight, and the chunks that arrive meanwhile (at most [`BATCH`] bytes) go together in
-//! the next one (see [`Writer`]), so the socket keeps being read while the disk works and
-//! one hand-off to the blocking pool serves many chunks. The per-connection state is an `Option<Box<Uploads>>` inside the boxed
+//! flight, and the chunks that arrive meanwhile (at least [`MIN_WRITE`], at most [`BATCH`]
+//! bytes) go together in the next one (see [`Writer`]), so the socket keeps being read while
+//! the disk works and one hand-off to the blocking pool serves many chunks. The per-connection state is an `Option<Box<Uploads>>` inside the boxed
 //! [`Session`](super::session::Session), so a connection that never uploads pays one
 //! pointer, and the read pump's future does not grow.
 
@@ -47,6 +47,12 @@ const MAX_MIME: usize = 127;
 /// it waits for that write. With the batch being written, an upload holds at most twice
 /// this much, whatever the file's size.
 const BATCH: usize = 1 << 20;
+/// Fewest chunk bytes a write takes, unless the upload is finishing or the last write
+/// started [`MAX_HOLD`] ago: every hand-off to the blocking pool costs two thread switches.
+const MIN_WRITE: usize = 256 * 1024;
+/// Longest a slow upload's chunks wait for company: the idle sweep reads an upload's
+/// activity from its file's modification time, so a trickle must still reach the disk.
+const MAX_HOLD: Duration = Duration::from_secs(1);
 /// Uploads looked at per sweep round.
 const SWEEP_BATCH: usize = 256;
 /// How long after a rate-limit refusal chunks at other offsets are taken for what the client
@@ -180,6 +186,8 @@ struct Writer {
     /// Chunks accepted since that write started.
     queued: Vec<Bytes>,
     queued_len: usize,
+    /// When the last write started.
+    last_start: Instant,
 }
 
 impl Writer {
@@ -189,11 +197,13 @@ impl Writer {
             busy: None,
             queued: Vec::new(),
             queued_len: 0,
+            last_start: Instant::now(),
         }
     }
 
-    /// Queues `data` and starts a write when none is in flight. Waits for the write in
-    /// flight only when [`BATCH`] bytes are queued behind it. An error is that of an
+    /// Queues `data` and, when no write is in flight, starts one once [`MIN_WRITE`] bytes
+    /// are queued (or [`MAX_HOLD`] has passed). Waits for the write in flight only when
+    /// [`BATCH`] bytes are queued behind it. An error is that of an
     /// earlier write: the upload cannot go on.
     async fn push(&mut self, data: Bytes) -> io::Result<()> {
         self.queued_len += data.len();
@@ -204,7 +214,9 @@ impl Writer {
             }
             self.settle().await?;
         }
-        self.start();
+        if self.queued_len >= MIN_WRITE || self.last_start.elapsed() >= MAX_HOLD {
+            self.start();
+        }
         Ok(())
     }
 
@@ -237,6 +249,7 @@ impl Writer {
         };
         let batch = std::mem::take(&mut self.queued);
         self.queued_len = 0;
+        self.last_start = Instant::now();
         self.busy = Some(tokio::task::spawn_blocking(move || {
             disk.append(&batch)?;
             Ok(disk)
