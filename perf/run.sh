@@ -34,6 +34,9 @@
 #   CHAT_UPLOAD_CLIENTS [4] CHAT_UPLOAD_SIZE [16777216]   clients and file size of chat-upload
 #   CHAT_UPLOAD_WARM_MB [4096]             before chat-upload, write and delete this much (0: skip;
 #                                          see warm_memory below)
+#   CHAT_PRESENCE_GROUPS [100] CHAT_PRESENCE_MEMBERS [999] CHAT_PRESENCE_USERS [100]
+#   CHAT_PRESENCE_WATCHERS [100]           chat-presence: U in GROUPS groups, each with all
+#                                          MEMBERS connections (of USERS users); WATCHERS watch
 #
 # Each server is started fresh for every case and round, pinned to core 0 (taskset -c 0);
 # the generator is pinned to core 1. Rounds are the outer loop, so a slow minute on a shared
@@ -64,7 +67,7 @@ while (($#)); do
     --wait-quiet) WAIT_QUIET="$2"; shift ;;
     --rt) RT=1 ;;
     --chat) CHAT_ONLY=1 ;;
-    -h | --help) sed -n '2,42p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,45p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 64 ;;
     esac
     shift
@@ -93,6 +96,11 @@ CHAT_IDLE_USERS="${CHAT_IDLE_USERS:-100}"
 CHAT_UPLOAD_CLIENTS="${CHAT_UPLOAD_CLIENTS:-4}"
 CHAT_UPLOAD_SIZE="${CHAT_UPLOAD_SIZE:-16777216}"
 CHAT_UPLOAD_WARM_MB="${CHAT_UPLOAD_WARM_MB:-4096}"
+CHAT_PRESENCE_GROUPS="${CHAT_PRESENCE_GROUPS:-100}"
+CHAT_PRESENCE_MEMBERS="${CHAT_PRESENCE_MEMBERS:-999}"
+CHAT_PRESENCE_USERS="${CHAT_PRESENCE_USERS:-100}"
+CHAT_PRESENCE_WATCHERS="${CHAT_PRESENCE_WATCHERS:-100}"
+PRESENCE_ARGS="--groups $CHAT_PRESENCE_GROUPS --members $CHAT_PRESENCE_MEMBERS --users $CHAT_PRESENCE_USERS --watchers $CHAT_PRESENCE_WATCHERS"
 
 # name | generator arguments. The first five mirror issue 4's targets one to one.
 ALL_CASES=(
@@ -113,6 +121,19 @@ ALL_CASES=(
     "chat-send-10k|chat send --senders $CHAT_SENDERS --window 16 --size 100 --rate $CHAT_RATE"
     "chat-send-own-10k|chat send --senders $CHAT_SENDERS --window 16 --size 100 --groups $CHAT_SENDERS --rate $CHAT_RATE"
     "chat-fanout|chat fanout --members $CHAT_FANOUT_MEMBERS --users $CHAT_FANOUT_USERS --window 16 --size 64"
+    # Issue 9 §8: chat-fanout again with every member connection confirming every message it
+    # gets with a `received` of its own (-receipts), with one `received` per socket read for
+    # the newest message instead (-coalesced, what a client that knows markers are cumulative
+    # sends), and with `read` too plus the sender's throttled `typing` (-all).
+    "chat-fanout-receipts|chat fanout --members $CHAT_FANOUT_MEMBERS --users $CHAT_FANOUT_USERS --window 16 --size 64 --receipts"
+    "chat-fanout-coalesced|chat fanout --members $CHAT_FANOUT_MEMBERS --users $CHAT_FANOUT_USERS --window 16 --size 64 --receipts --coalesce"
+    "chat-fanout-all|chat fanout --members $CHAT_FANOUT_MEMBERS --users $CHAT_FANOUT_USERS --window 16 --size 64 --receipts --read --typing"
+    # Issue 9 §3: presence frames per reload, departure and return of one user in
+    # CHAT_PRESENCE_GROUPS groups of CHAT_PRESENCE_MEMBERS+1 connected members (server
+    # defaults: --presence-fanout 100, --presence-debounce 3s); -push raises
+    # --presence-fanout above the group size, so every member connection is told, once.
+    "chat-presence|chat presence $PRESENCE_ARGS"
+    "chat-presence-push|chat presence $PRESENCE_ARGS"
     "chat-sync|chat sync --messages $CHAT_SYNC_MESSAGES --repeats 5"
     "chat-idle|chat idle --conns $CHAT_IDLE_CONNS --users $CHAT_IDLE_USERS --hold 2"
     # Issue 9 §8: clients each uploading CHAT_UPLOAD_SIZE-byte files in 64 KiB chunks for the
@@ -124,7 +145,7 @@ if ((QUICK)); then
 fi
 if ((CHAT_ONLY)); then
     # The chat section: the chat cases, and the raw broadcast they are compared with.
-    CASES="${CASES:-fanout-1000 chat-send chat-send-own chat-send-10k chat-send-own-10k chat-fanout chat-sync chat-idle chat-upload}"
+    CASES="${CASES:-fanout-1000 chat-send chat-send-own chat-send-10k chat-send-own-10k chat-fanout chat-fanout-receipts chat-fanout-coalesced chat-fanout-all chat-sync chat-idle chat-presence chat-presence-push chat-upload}"
     if [[ "$SERVERS" == "chatgroup tungstenite fastws node tcp-echo" ]]; then
         SERVERS="chatgroup tungstenite"
     fi
@@ -307,6 +328,9 @@ for round in $(seq "$ROUNDS"); do
                     extra=("${extra[@]/#full/normal}")
                     warm_memory
                 fi
+                if [[ "$name" == chat-presence-push ]]; then
+                    extra+=(--presence-fanout 100000)
+                fi
             fi
             if [[ "$server" == tcp-echo ]]; then
                 # The yardstick only echoes, and sends our masked frames back.
@@ -349,7 +373,9 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 m = r["metrics"]
 keys = ["msgs_per_s", "acks_per_s", "deliveries_per_s", "deliveries_per_server_core_s", "p99_us",
-        "sync_ms", "rss_per_conn_bytes", "handshakes_per_s"]
+        "sync_ms", "rss_per_conn_bytes", "handshakes_per_s", "reports_sent_per_s",
+        "receipt_frames_per_s", "reload_frames", "leave_frames", "watched_reload_frames",
+        "watched_leave_frames"]
 keys += ["mb_per_s", "mb_per_server_core_s"]
 shown = ", ".join(f"{k}={m[k]:.0f}" for k in keys if k in m)
 util = " ".join(f"{k[:-9]}={m[k]:.2f}" for k in ["server_cpu_util", "gen_cpu_util", "other_cpu_util"] if k in m)
