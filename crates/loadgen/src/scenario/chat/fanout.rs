@@ -9,12 +9,12 @@
 //!
 //! With `--receipts` every member connection also confirms every message it gets with a
 //! `received` of its own (and with `--read` a `read` as well), the way a client that does
-//! not batch would (with `--coalesce`, one report per batch the socket gave, for the newest
-//! message, as a client that knows markers are cumulative would); with `--typing` the sender says `typing` `start` before a send at most
-//! once every 2 s. The run then also reports the acked sends, the reports the members sent
-//! and the `receipt` and `typing` frames that came back (per second of the window), and the
-//! server's own count of receipt frames from `/metrics`, so the two cases compare in the
-//! same units as the plain run.
+//! not batch would; with `--coalesce`, one report per batch the socket gave, for the newest
+//! message, as a client that knows the markers are cumulative would. With `--typing` the
+//! sender says `typing` `start` before a send at most once every 2 s. The run then also
+//! reports the acked sends, the reports the members sent and the `receipt` and `typing`
+//! frames that came back (per second of the window), and the server's own count of receipt
+//! frames from `/metrics`, so the cases compare in the same units as the plain run.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
