@@ -2,8 +2,9 @@
 # Smoke run of the load generator against chatgroup only: every scenario for a second or
 # two, small counts, so the tool never rots. Not a measurement (debug build, no pinning).
 # The chat cases register a few users, send with every ack and every delivery checked
-# (exactly once, in seq order), fan out, sync 300 missed messages, and hold idle synced
-# connections; only their correctness is asserted, never their speed.
+# (exactly once, in seq order), fan out, sync 300 missed messages, hold idle synced
+# connections, and upload a few 1 MiB files (hash checked by the server); only their
+# correctness is asserted, never their speed.
 #
 #   perf/smoke.sh             debug build (reuses the test stage's artifacts: no compile there)
 #   perf/smoke.sh --release   release build
@@ -78,6 +79,7 @@ CASES=(
     "chat-fanout|--warmup 0.2 --duration 1 chat fanout --members 20 --users 5 --window 8|deliveries_per_s"
     "chat-sync|chat sync --messages 300 --window 32 --repeats 2|sync_ms"
     "chat-idle|chat idle --conns 60 --users 6 --group-size 4 --hold 0.5|conns_alive"
+    "chat-upload|--duration 0.5 chat upload --clients 2 --file-size 1048576 --files 3|mb_per_s"
 )
 PASSED=0
 FAILED=0
