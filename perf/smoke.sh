@@ -77,6 +77,7 @@ CASES=(
     "chat-send|--warmup 0.2 --duration 2 chat send --senders 10 --window 4 --size 100|acks_per_s"
     "chat-rate|--warmup 0.2 --duration 1 chat send --senders 5 --groups 5 --rate 200|acks_per_s"
     "chat-fanout|--warmup 0.2 --duration 1 chat fanout --members 20 --users 5 --window 8|deliveries_per_s"
+    "chat-receipts|--warmup 0.2 --duration 1 chat fanout --members 20 --users 5 --window 8 --receipts --read --typing|reports_sent"
     "chat-sync|chat sync --messages 300 --window 32 --repeats 2|sync_ms"
     "chat-idle|chat idle --conns 60 --users 6 --group-size 4 --hold 0.5|conns_alive"
     "chat-upload|--duration 0.5 chat upload --clients 2 --file-size 1048576 --files 3|mb_per_s"
