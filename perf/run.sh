@@ -124,9 +124,12 @@ ALL_CASES=(
     # Issue 9 §8: chat-fanout again with every member connection confirming every message it
     # gets with a `received` of its own (-receipts), with one `received` per socket read for
     # the newest message instead (-coalesced, what a client that knows markers are cumulative
-    # sends), and with `read` too plus the sender's throttled `typing` (-all).
+    # sends), at most one per connection every 100 ms (-timed, a client confirming on a timer,
+    # the hub's own receipt tick), and with `read` too plus the sender's throttled `typing`
+    # (-all).
     "chat-fanout-receipts|chat fanout --members $CHAT_FANOUT_MEMBERS --users $CHAT_FANOUT_USERS --window 16 --size 64 --receipts"
     "chat-fanout-coalesced|chat fanout --members $CHAT_FANOUT_MEMBERS --users $CHAT_FANOUT_USERS --window 16 --size 64 --receipts --coalesce"
+    "chat-fanout-timed|chat fanout --members $CHAT_FANOUT_MEMBERS --users $CHAT_FANOUT_USERS --window 16 --size 64 --receipts --receipt-every 0.1"
     "chat-fanout-all|chat fanout --members $CHAT_FANOUT_MEMBERS --users $CHAT_FANOUT_USERS --window 16 --size 64 --receipts --read --typing"
     # Issue 9 §3: presence frames per reload, departure and return of one user in
     # CHAT_PRESENCE_GROUPS groups of CHAT_PRESENCE_MEMBERS+1 connected members (server
@@ -145,7 +148,7 @@ if ((QUICK)); then
 fi
 if ((CHAT_ONLY)); then
     # The chat section: the chat cases, and the raw broadcast they are compared with.
-    CASES="${CASES:-fanout-1000 chat-send chat-send-own chat-send-10k chat-send-own-10k chat-fanout chat-fanout-receipts chat-fanout-coalesced chat-fanout-all chat-sync chat-idle chat-presence chat-presence-push chat-upload}"
+    CASES="${CASES:-fanout-1000 chat-send chat-send-own chat-send-10k chat-send-own-10k chat-fanout chat-fanout-receipts chat-fanout-coalesced chat-fanout-timed chat-fanout-all chat-sync chat-idle chat-presence chat-presence-push chat-upload}"
     if [[ "$SERVERS" == "chatgroup tungstenite fastws node tcp-echo" ]]; then
         SERVERS="chatgroup tungstenite"
     fi

@@ -171,6 +171,10 @@ pub(crate) struct ChatFanoutArgs {
     /// would send; every message is still confirmed, with fewer reports.
     #[arg(long, requires = "receipts")]
     pub(crate) coalesce: bool,
+    /// With --receipts: at most one `received` (and `read`) per connection every SECS,
+    /// for the newest message then (a client that confirms on a timer); implies --coalesce.
+    #[arg(long, value_name = "SECS", requires = "receipts")]
+    pub(crate) receipt_every: Option<f64>,
     /// The sender reports `typing` `start` before a send, at most once every 2 s (a
     /// client's throttle); the `typing` frames the members get are counted.
     #[arg(long)]
@@ -503,6 +507,12 @@ impl ChatArgs {
                     (1..=a.members.max(1)).contains(&users),
                     "--users must be 1..=--members"
                 );
+                if let Some(every) = a.receipt_every {
+                    ensure!(
+                        every > 0.0 && every <= 60.0,
+                        "--receipt-every must be in (0, 60] seconds"
+                    );
+                }
                 (users + 1, a.members + 1)
             }
             ChatMode::Sync(a) => {
@@ -636,6 +646,8 @@ mod tests {
         parse(&["chat", "fanout", "--receipts", "--read", "--typing"]).unwrap();
         parse(&["chat", "fanout", "--receipts", "--coalesce"]).unwrap();
         assert!(parse(&["chat", "fanout", "--coalesce"]).is_err());
+        parse(&["chat", "fanout", "--receipts", "--receipt-every", "0.1"]).unwrap();
+        assert!(parse(&["chat", "fanout", "--receipts", "--receipt-every", "0"]).is_err());
     }
 
     #[test]

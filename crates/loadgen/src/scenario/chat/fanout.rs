@@ -10,7 +10,8 @@
 //! With `--receipts` every member connection also confirms every message it gets with a
 //! `received` of its own (and with `--read` a `read` as well), the way a client that does
 //! not batch would; with `--coalesce`, one report per batch the socket gave, for the newest
-//! message, as a client that knows the markers are cumulative would. With `--typing` the
+//! message, as a client that knows the markers are cumulative would; with
+//! `--receipt-every SECS`, at most one report per connection every SECS. With `--typing` the
 //! sender says `typing` `start` before a send at most once every 2 s. The run then also
 //! reports the acked sends, the reports the members sent and the `receipt` and `typing`
 //! frames that came back (per second of the window), and the server's own count of receipt
@@ -99,6 +100,7 @@ pub(crate) async fn run(
     let params = serde_json::json!({
         "members": args.members, "users": users, "window": args.window, "size": args.size,
         "receipts": args.receipts, "read": args.read, "coalesce": args.coalesce,
+        "receipt_every_s": args.receipt_every,
         "typing": args.typing,
         "warmup_s": common.warmup.as_secs_f64(), "duration_s": common.duration.as_secs_f64(),
     });
@@ -173,7 +175,8 @@ pub(crate) async fn run(
                 Confirm {
                     received: args.receipts,
                     read: args.read,
-                    coalesce: args.coalesce,
+                    coalesce: args.coalesce || args.receipt_every.is_some(),
+                    every: args.receipt_every.map(Duration::from_secs_f64),
                 },
             ))
         })
@@ -354,6 +357,8 @@ struct Confirm {
     read: bool,
     /// One report per socket read (for its newest message) instead of one per message.
     coalesce: bool,
+    /// At most one report per this interval (for the newest message then).
+    every: Option<Duration>,
 }
 
 impl Confirm {
@@ -401,10 +406,24 @@ async fn member(
     if sender_done {
         give_up.as_mut().reset((Instant::now() + drain).into());
     }
+    // With --receipt-every: the newest seq not yet reported, and when the next report may go.
+    let mut unreported: Option<u64> = None;
+    let mut next_report = Instant::now();
     let result: anyhow::Result<()> = async {
         loop {
             if shared.sent.get().is_some_and(|total| received >= total) {
                 return Ok(());
+            }
+            if let (Some(seq), Some(every)) = (unreported, confirm.every) {
+                let now = Instant::now();
+                if now >= next_report {
+                    let reports = confirm.queue(&mut session, conversation, seq);
+                    if shared.window.contains(now) {
+                        Shared::add(&shared.reports_sent, reports);
+                    }
+                    unreported = None;
+                    next_report = now + every;
+                }
             }
             session.try_flush()?;
             let interest = if session.wbuf.is_empty() {
@@ -420,6 +439,9 @@ async fn member(
                     continue;
                 }
                 () = &mut give_up => return Ok(()),
+                () = tokio::time::sleep_until(next_report.into()), if unreported.is_some() => {
+                    continue;
+                }
                 r = session.stream.ready(interest) => {
                     if !r?.is_readable() {
                         continue;
@@ -482,9 +504,13 @@ async fn member(
                 }
             }
             if let Some(seq) = newest {
-                let reports = confirm.queue(&mut session, conversation, seq);
-                if counted {
-                    Shared::add(&shared.reports_sent, reports);
+                if confirm.every.is_some() {
+                    unreported = Some(seq);
+                } else {
+                    let reports = confirm.queue(&mut session, conversation, seq);
+                    if counted {
+                        Shared::add(&shared.reports_sent, reports);
+                    }
                 }
             }
         }
