@@ -79,11 +79,15 @@ pub(crate) async fn run(
         );
     }
     let tokens: Vec<String> = accounts.iter().map(|a| a.token.clone()).collect();
+    // Synced at the head: a sync with no cursors would replay the latest messages of
+    // every group (membership events) to every connection, and connections opened early
+    // would sit unread long enough to be swept.
     let members = setup
-        .connect_many(
+        .connect_many_from(
             args.members,
             move |i| tokens[i % tokens.len()].clone(),
             &errors,
+            true,
         )
         .await;
     let flapping = open(setup, args.members, &flapper).await;
