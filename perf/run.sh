@@ -6,7 +6,7 @@
 #   perf/run.sh --quick    shorter windows, smaller counts, 1 round (about 3 minutes)
 #   perf/run.sh --chat     the chat section only (issue 8): chat cases on chatgroup, plus the raw
 #                          broadcast fanout-1000 on chatgroup and tokio-tungstenite to compare
-#                          with (about 2 minutes a round; combine with --quick, --rounds)
+#                          with (about 5 minutes a round; combine with --quick, --rounds)
 #
 # Options:
 #   --rounds N             rounds (default 3; --quick sets 1)
