@@ -199,19 +199,6 @@ impl Setup {
         token: impl Fn(usize) -> String + 'static,
         errors: &Rc<Errors>,
     ) -> Vec<(usize, ChatConn)> {
-        self.connect_many_from(count, token, errors, false).await
-    }
-
-    /// [`connect_many`](Self::connect_many), but with `at_head` each socket syncs from the
-    /// cursors `ready` gave, so nothing is replayed: for modes that only need the
-    /// connections, where a replay of every conversation would dominate the setup.
-    pub(crate) async fn connect_many_from(
-        &self,
-        count: usize,
-        token: impl Fn(usize) -> String + 'static,
-        errors: &Rc<Errors>,
-        at_head: bool,
-    ) -> Vec<(usize, ChatConn)> {
         let next = Rc::new(Cell::new(0usize));
         let token = Rc::new(token);
         let mut workers = Vec::new();
@@ -232,12 +219,7 @@ impl Setup {
                     next.set(i + 1);
                     let opened = async {
                         let mut conn = ChatConn::open(&target, i, &token(i)).await?;
-                        let cursors = if at_head {
-                            conn.cursors.clone()
-                        } else {
-                            BTreeMap::new()
-                        };
-                        conn.sync(cursors).await?;
+                        conn.sync(BTreeMap::new()).await?;
                         Ok::<_, anyhow::Error>(conn)
                     };
                     match opened.await {

@@ -17,7 +17,7 @@
 //! connections saw are reported next to it as a cross-check. Everything runs on loopback
 //! and stops by itself.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,9 @@ use bytes::Bytes;
 use chatgroup_protocol::ConversationId;
 use tokio::io::Interest;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
-use super::{api::Api, read_texts, wire, Account, ChatConn, Kind, Setup};
+use super::{api::Api, read_texts, wire, ChatConn, Kind, Setup};
 use crate::cli::ChatPresenceArgs;
 use crate::report::{Errors, Report};
 use crate::session::{close_all, Session};
@@ -79,35 +80,6 @@ pub(crate) async fn run(
         );
     }
     let tokens: Vec<String> = accounts.iter().map(|a| a.token.clone()).collect();
-    // Synced at the head: a sync with no cursors would replay the latest messages of
-    // every group (membership events) to every connection, and connections opened early
-    // would sit unread long enough to be swept.
-    let members = setup
-        .connect_many_from(
-            args.members,
-            move |i| tokens[i % tokens.len()].clone(),
-            &errors,
-            true,
-        )
-        .await;
-    let flapping = open(setup, args.members, &flapper).await;
-    report.metric("setup_s", setup_start.elapsed().as_secs_f64());
-    let mut flapping = match flapping {
-        Ok(conn) if members.len() == args.members => Some(conn),
-        other => {
-            if let Err(e) = other {
-                errors.push(format!("user U: {e:#}"));
-            }
-            report.take_errors(&errors);
-            close_all(
-                members.into_iter().map(|(_, c)| c.session).collect(),
-                Duration::from_secs(1),
-            )
-            .await;
-            return Ok(report);
-        }
-    };
-
     let shared = Rc::new(Shared {
         seen: Cell::new(0),
         lists: Cell::new(0),
@@ -115,19 +87,27 @@ pub(crate) async fn run(
         stop: Cell::new(false),
         changed: Notify::new(),
     });
-    let tasks: Vec<_> = members
-        .into_iter()
-        .map(|(i, conn)| {
-            let watches = (i < args.watchers).then(|| groups[i % groups.len()]);
-            tokio::task::spawn_local(member(
-                i,
-                conn.session,
-                watches,
-                shared.clone(),
-                errors.clone(),
-            ))
-        })
-        .collect();
+    let tasks = open_members(setup, args, tokens, &groups, &shared, &errors).await;
+    let opened = tasks.len();
+    let flapping = open(setup, args.members, &flapper.token).await;
+    report.metric("setup_s", setup_start.elapsed().as_secs_f64());
+    let mut flapping = match flapping {
+        Ok(conn) if opened == args.members => Some(conn),
+        other => {
+            if let Err(e) = other {
+                errors.push(format!("user U: {e:#}"));
+            }
+            shared.stop.set(true);
+            shared.changed.notify_waiters();
+            let mut sessions = Vec::new();
+            for task in tasks {
+                sessions.extend(task.await?);
+            }
+            close_all(sessions, Duration::from_secs(1)).await;
+            report.take_errors(&errors);
+            return Ok(report);
+        }
+    };
 
     let debounce = Duration::from_secs_f64(args.debounce);
     let mut api = setup.api();
@@ -158,7 +138,7 @@ pub(crate) async fn run(
                 }
                 if step != "leave" {
                     // A reload reconnects at once; a return after the departure settled.
-                    flapping = Some(open(setup, args.members, &flapper).await?);
+                    flapping = Some(open(setup, args.members, &flapper.token).await?);
                 }
                 let wait = if step == "return" {
                     SETTLE
@@ -192,10 +172,70 @@ pub(crate) async fn run(
     Ok(report)
 }
 
-/// U's connection: authenticated and synced from the cursors `ready` gave (nothing to
-/// replay, so a reload is as quick as the server allows).
-async fn open(setup: &Setup, index: usize, account: &Account) -> anyhow::Result<ChatConn> {
-    let mut conn = ChatConn::open(&setup.target, index, &account.token).await?;
+/// Opens the member connections, `--concurrency` at a time, and starts reading each as
+/// soon as it is open: one left unread while the others open (minutes, with many users in
+/// many large groups) stops answering pings and is swept by the server.
+async fn open_members(
+    setup: &Setup,
+    args: &ChatPresenceArgs,
+    tokens: Vec<String>,
+    groups: &[ConversationId],
+    shared: &Rc<Shared>,
+    errors: &Rc<Errors>,
+) -> Vec<JoinHandle<Option<Session>>> {
+    let next = Rc::new(Cell::new(0usize));
+    let tokens = Rc::new(tokens);
+    let groups: Rc<[ConversationId]> = groups.into();
+    let tasks = Rc::new(RefCell::new(Vec::with_capacity(args.members)));
+    let (count, watchers) = (args.members, args.watchers);
+    let mut workers = Vec::new();
+    for _ in 0..setup.concurrency.min(count) {
+        let (next, tokens, groups, shared, errors, tasks, setup) = (
+            next.clone(),
+            tokens.clone(),
+            groups.clone(),
+            shared.clone(),
+            errors.clone(),
+            tasks.clone(),
+            setup.clone(),
+        );
+        workers.push(tokio::task::spawn_local(async move {
+            loop {
+                let i = next.get();
+                if i >= count {
+                    return;
+                }
+                next.set(i + 1);
+                match open(&setup, i, &tokens[i % tokens.len()]).await {
+                    Ok(conn) => {
+                        let watches = (i < watchers).then(|| groups[i % groups.len()]);
+                        let task = tokio::task::spawn_local(member(
+                            i,
+                            conn.session,
+                            watches,
+                            shared.clone(),
+                            errors.clone(),
+                        ));
+                        tasks.borrow_mut().push(task);
+                    }
+                    Err(e) => errors.push(format!("chat connection {i}: {e:#}")),
+                }
+            }
+        }));
+    }
+    for w in workers {
+        if let Err(e) = w.await {
+            errors.push(format!("opener task: {e}"));
+        }
+    }
+    tasks.take()
+}
+
+/// A connection authenticated and synced from the cursors `ready` gave: nothing to replay
+/// (a sync with no cursors would replay every group's latest events), so a reload is as
+/// quick as the server allows.
+async fn open(setup: &Setup, index: usize, token: &str) -> anyhow::Result<ChatConn> {
+    let mut conn = ChatConn::open(&setup.target, index, token).await?;
     let cursors = conn.cursors.clone();
     conn.sync(cursors).await?;
     Ok(conn)
