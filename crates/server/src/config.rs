@@ -263,7 +263,10 @@ impl Config {
             ("receipt rate", u128::from(self.receipt_rate)),
             ("typing rate", u128::from(self.typing_rate)),
             ("request rate", u128::from(self.request_rate)),
-            ("max connections per user", self.max_connections_per_user as u128),
+            (
+                "max connections per user",
+                self.max_connections_per_user as u128,
+            ),
             ("password hashers", self.password_hashers as u128),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
