@@ -159,6 +159,11 @@ struct Args {
     #[arg(long, env = "CHATGROUP_REQUEST_RATE", default_value_t = Config::default().request_rate)]
     request_rate: u32,
 
+    /// Rate-limit refusals a connection may ignore in a burst (one more forgiven per
+    /// second) before it is closed with 1008.
+    #[arg(long, env = "CHATGROUP_RATE_LIMIT_STRIKES", default_value_t = Config::default().rate_limit_strikes)]
+    rate_limit_strikes: u32,
+
     /// Chat connections one user may have open at once; one more is closed with 1008.
     #[arg(long, env = "CHATGROUP_MAX_CONNECTIONS_PER_USER", default_value_t = Config::default().max_connections_per_user)]
     max_connections_per_user: usize,
@@ -280,6 +285,7 @@ impl Args {
         cfg.receipt_rate = self.receipt_rate;
         cfg.typing_rate = self.typing_rate;
         cfg.request_rate = self.request_rate;
+        cfg.rate_limit_strikes = self.rate_limit_strikes;
         cfg.max_connections_per_user = self.max_connections_per_user;
         cfg.presence_debounce = self.presence_debounce.0;
         cfg.presence_fanout = self.presence_fanout;

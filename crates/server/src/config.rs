@@ -89,6 +89,9 @@ pub struct Config {
     /// Other requests (sync, history, lists, conversation changes) per second one
     /// connection may send (burst: twice).
     pub request_rate: u32,
+    /// Rate-limit refusals a connection may ignore in a burst (one more is forgiven per
+    /// second) before it is closed with 1008.
+    pub rate_limit_strikes: u32,
     /// Chat connections one user may have open at once (tabs, devices); one more is closed
     /// with 1008.
     pub max_connections_per_user: usize,
@@ -154,6 +157,7 @@ impl Default for Config {
             receipt_rate: 100,
             typing_rate: 5,
             request_rate: 50,
+            rate_limit_strikes: 20,
             max_connections_per_user: 32,
             presence_debounce: Duration::from_secs(3),
             presence_fanout: 100,
@@ -263,6 +267,7 @@ impl Config {
             ("receipt rate", u128::from(self.receipt_rate)),
             ("typing rate", u128::from(self.typing_rate)),
             ("request rate", u128::from(self.request_rate)),
+            ("rate limit strikes", u128::from(self.rate_limit_strikes)),
             (
                 "max connections per user",
                 self.max_connections_per_user as u128,

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::actions::ActionError;
 use super::bucket::TokenBucket;
-use super::session::{strike, Io, Outcome};
+use super::session::{Io, Outcome, Strikes};
 use crate::config::Durability;
 use crate::context::ServerCtx;
 
@@ -526,7 +526,7 @@ async fn refuse_chunk(
 /// still sending at other offsets [`IN_FLIGHT_GRACE`] after the refusal.
 pub(crate) async fn chunk(
     uploads: &mut Option<Box<Uploads>>,
-    strikes: &mut TokenBucket,
+    strikes: &mut Strikes,
     user: Option<&UserInfo>,
     frame: Bytes,
     io: Io<'_>,
@@ -578,7 +578,7 @@ pub(crate) async fn chunk(
             Some(Resync {
                 at,
                 not_before: Some(_),
-            }) if now.duration_since(at) > IN_FLIGHT_GRACE => strike(strikes),
+            }) if now.duration_since(at) > IN_FLIGHT_GRACE => strikes.strike(),
             Some(_) => Outcome::Continue,
         };
     }
@@ -604,7 +604,7 @@ pub(crate) async fn chunk(
         // The first refusal is news to a client; resuming before the wait it was told is
         // ignoring it.
         return if early.is_some() {
-            strike(strikes)
+            strikes.strike()
         } else {
             Outcome::Continue
         };

@@ -28,9 +28,6 @@ use crate::wire;
 
 /// The longest `ref`, in bytes.
 pub(crate) const MAX_REF: usize = 128;
-/// Rate-limit refusals a client may ignore in a burst (one more is forgiven per second)
-/// before it is closed with 1008.
-const STRIKES: u32 = 20;
 /// Messages per replay frame.
 const REPLAY_BATCH: usize = 256;
 /// The largest `history` page.
@@ -55,7 +52,7 @@ pub(crate) struct Session {
     typing: TokenBucket,
     requests: TokenBucket,
     /// Refusals the client may still ignore before it is closed with 1008.
-    strikes: TokenBucket,
+    strikes: Strikes,
     /// A token from the upgrade's `?token=`, used before the first message is read.
     initial_token: Option<String>,
     /// File uploads open on this connection; `None` until the first `file_start`.
@@ -136,7 +133,7 @@ impl Session {
             receipts: TokenBucket::new(cfg.receipt_rate.saturating_mul(4)),
             typing: TokenBucket::new(cfg.typing_rate.saturating_mul(2)),
             requests: TokenBucket::new(cfg.request_rate.saturating_mul(2)),
-            strikes: TokenBucket::new(STRIKES),
+            strikes: Strikes::new(cfg.rate_limit_strikes),
             initial_token,
             uploads: None,
         }
@@ -201,7 +198,7 @@ impl Session {
                 retry_after_ms: Some(ms),
             })
             .await;
-            return strike(&mut self.strikes);
+            return self.strikes.strike();
         }
         let result = self.dispatch(&user, msg, io).await;
         if let Err(err) = result {
@@ -553,13 +550,31 @@ impl Session {
     }
 }
 
-/// Counts one refusal the client ignored; once it has ignored too many, the connection is
-/// closed with 1008.
-pub(crate) fn strike(strikes: &mut TokenBucket) -> Outcome {
-    if strikes.take(1, STRIKES).is_err() {
-        Outcome::Close(CloseCode::POLICY_VIOLATION, "rate limits ignored")
-    } else {
-        Outcome::Continue
+/// The rate-limit refusals a client may ignore: `allowance` in a burst, one more forgiven
+/// per second.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Strikes {
+    bucket: TokenBucket,
+    allowance: u32,
+}
+
+impl Strikes {
+    /// A full allowance.
+    pub(crate) fn new(allowance: u32) -> Self {
+        Self {
+            bucket: TokenBucket::new(allowance),
+            allowance,
+        }
+    }
+
+    /// Counts one refusal the client ignored; once it has ignored too many, the connection
+    /// is closed with 1008.
+    pub(crate) fn strike(&mut self) -> Outcome {
+        if self.bucket.take(1, self.allowance).is_err() {
+            Outcome::Close(CloseCode::POLICY_VIOLATION, "rate limits ignored")
+        } else {
+            Outcome::Continue
+        }
     }
 }
 
