@@ -2,16 +2,27 @@
 //! kind of request, and one per user shared by all their connections and the HTTP API.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chatgroup_protocol::UserId;
 
-/// A rate limit: tokens per second with a burst allowance.
+/// Milliseconds since the first bucket was made. Four bytes where an `Instant` takes
+/// sixteen: every chat session holds several buckets, and idle sessions are many. The
+/// count wraps after 49.7 days; differences taken with `wrapping_sub` stay right across the
+/// wrap, and a bucket untouched for longer than that merely refills less than fully once.
+fn clock_ms() -> u32 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    // Truncation is the wrap described above.
+    start.elapsed().as_millis() as u32
+}
+
+/// A rate limit: tokens per second with a burst allowance. Eight bytes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TokenBucket {
     tokens: f32,
-    last: Instant,
+    last_ms: u32,
 }
 
 impl TokenBucket {
@@ -19,16 +30,21 @@ impl TokenBucket {
     pub(crate) fn new(burst: u32) -> Self {
         Self {
             tokens: burst as f32,
-            last: Instant::now(),
+            last_ms: clock_ms(),
         }
+    }
+
+    /// How long since the bucket was last used.
+    fn idle_for(&self) -> Duration {
+        Duration::from_millis(u64::from(clock_ms().wrapping_sub(self.last_ms)))
     }
 
     /// Takes a token if there is one; otherwise how long until there will be.
     pub(crate) fn take(&mut self, rate: u32, burst: u32) -> Result<(), Duration> {
-        let now = Instant::now();
+        let now = clock_ms();
         let rate = rate.max(1) as f32;
-        let elapsed = now.duration_since(self.last).as_secs_f32();
-        self.last = now;
+        let elapsed = now.wrapping_sub(self.last_ms) as f32 / 1000.0;
+        self.last_ms = now;
         self.tokens = (self.tokens + elapsed * rate).min(burst.max(1) as f32);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -54,9 +70,8 @@ impl PerUser {
     pub(crate) fn take(&self, user: UserId, rate: u32, burst: u32) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= PER_USER_TRIM {
-            let now = Instant::now();
             let refill = Duration::from_secs_f32(burst.max(1) as f32 / rate.max(1) as f32);
-            buckets.retain(|_, b| now.duration_since(b.last) < refill);
+            buckets.retain(|_, b| b.idle_for() < refill);
         }
         buckets
             .entry(user)
@@ -79,6 +94,7 @@ mod tests {
         assert!(wait <= Duration::from_millis(101), "{wait:?}");
         std::thread::sleep(Duration::from_millis(120));
         assert!(b.take(10, 5).is_ok());
+        assert_eq!(std::mem::size_of::<TokenBucket>(), 8);
     }
 
     #[test]

@@ -772,3 +772,15 @@ async fn replay(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every authenticated connection keeps one of these for its whole life.
+    #[test]
+    fn an_idle_session_stays_small() {
+        let size = std::mem::size_of::<Session>();
+        assert!(size <= 112, "Session is {size} bytes");
+    }
+}
