@@ -28,6 +28,10 @@ fn decode(s: &str) -> Option<String> {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3)?;
+                // Two hex digits exactly: `from_str_radix` alone would also take a sign.
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
@@ -54,5 +58,38 @@ mod tests {
         assert!(parse(Some("a=%ff")).is_err());
         assert!(parse(Some("a=%4")).is_err());
         assert!(parse(None).unwrap().is_empty());
+        assert!(parse(Some("a=%+f")).is_err(), "a sign is not a hex digit");
+    }
+
+    /// Percent-encodes every byte that is not unreserved, as a client would.
+    fn encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(q in ".{0,200}") {
+            let _ = parse(Some(&q));
+        }
+
+        #[test]
+        fn what_a_client_encodes_comes_back(
+            pairs in proptest::collection::hash_map("\\PC{1,12}", "\\PC{0,24}", 0..6)
+        ) {
+            let query: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect();
+            let parsed = parse(Some(&query.join("&"))).unwrap();
+            proptest::prop_assert_eq!(parsed, pairs);
+        }
     }
 }

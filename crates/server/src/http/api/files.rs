@@ -236,4 +236,24 @@ mod tests {
         );
         assert!(!disposition("x\r\ny").contains('\r'));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_range_header_gives_bytes_inside_the_file(value in ".{0,40}", size in 0u64..10_000) {
+            if let Ranged::Part { start, end } = parse_range(&value, size) {
+                proptest::prop_assert!(start <= end && end < size, "{value:?} of {size}: {start}-{end}");
+            }
+        }
+
+        #[test]
+        fn a_valid_range_is_taken_exactly(size in 1u64..1_000_000, a in 0u64..1_000_000, len in 0u64..1_000_000) {
+            let start = a % size;
+            let end = (start + len).min(size - 1);
+            let header = format!("bytes={start}-{end}");
+            proptest::prop_assert_eq!(parse_range(&header, size), Ranged::Part { start, end });
+            let suffix = format!("bytes=-{}", len + 1);
+            let from = size.saturating_sub(len + 1);
+            proptest::prop_assert_eq!(parse_range(&suffix, size), Ranged::Part { start: from, end: size - 1 });
+        }
+    }
 }
