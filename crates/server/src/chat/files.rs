@@ -441,12 +441,14 @@ pub(crate) async fn start(
         });
         offset
     };
+    // Like its refusals, the answer's `ref` defaults to the `uploadId` (protocol.md, Files).
+    let reference = req.reference.or_else(|| Some(req.upload_id.clone()));
     io.send(&ServerMsg::FileReady {
         upload_id: req.upload_id,
         file_id: file.id,
         offset,
         chunk_size: chunk_size(ctx),
-        reference: req.reference,
+        reference,
     })
     .await;
     Ok(())
