@@ -1,14 +1,19 @@
-//! Third-party clients (Python `websockets`, Node `ws`) chatting with our own client through
-//! one conversation. The tools are installed by `scripts/test.sh`; these tests fail (not skip)
-//! when they are missing, naming the client and the command that installs it.
+//! Third-party clients (Python `websockets`, Node `ws`): chatting with our own client through
+//! one conversation of the test relay, and speaking the chat protocol on `/ws` end to end
+//! (REST, `send`/`ack`, receipts, typing, presence, a file upload and its download, sync)
+//! against a real server, from `docs/protocol.md` alone. The tools are installed by
+//! `scripts/test.sh`; these tests fail (not skip) when they are missing, naming the client and
+//! the command that installs it.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Child;
 
-use crate::support::{echo_test_config, Server, TestClient};
+use crate::support::{echo_test_config, test_config, Server, TestClient};
 
 fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
@@ -37,7 +42,7 @@ const NODE_HINT: &str =
 
 /// Fails at once, naming the client and its install command, when `program args` cannot run.
 /// Without this a missing module only showed as our side waiting 10 s for a message.
-async fn require(program: &std::ffi::OsStr, args: &[&str], what: &str, hint: &str) {
+async fn require(program: &OsStr, args: &[&str], what: &str, hint: &str) {
     let out = tokio::process::Command::new(program)
         .args(args)
         .current_dir(interop_dir())
@@ -60,21 +65,64 @@ async fn require(program: &std::ffi::OsStr, args: &[&str], what: &str, hint: &st
     }
 }
 
-async fn chat_with(program: &std::ffi::OsStr, script: &str, lib: &str, hint: &str) {
-    let server = Server::start(echo_test_config()).await;
-    let url = format!("ws://{}/broadcast?conversation_id=77", server.addr);
-    let mut rust = TestClient::connect(server.addr, "/broadcast?conversation_id=77").await;
+/// Starts `program script arg` in the interop directory (where Node finds `ws`), its output
+/// piped for [`expect_ok`].
+fn spawn_script(program: &OsStr, script: &str, arg: &str, hint: &str) -> Child {
     let dir = interop_dir();
-    let mut child = tokio::process::Command::new(program)
+    tokio::process::Command::new(program)
         .arg(dir.join(script))
-        .arg(&url)
+        .arg(arg)
         .current_dir(&dir)
         .env("NODE_PATH", dir.join("node_modules"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}\n{hint}", program.to_string_lossy()));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}\n{hint}", program.to_string_lossy()))
+}
+
+/// Reads a child's pipe to the end in the background, so its output survives a timeout.
+fn drain(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes).await;
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Waits up to `limit` for a script started by [`spawn_script`] to exit 0 with `ok` as its last
+/// line; otherwise panics with its status (or the timeout), its stdout and its stderr.
+async fn expect_ok(mut child: Child, script: &str, hint: &str, limit: Duration) {
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => Some(status.unwrap()),
+        Err(_) => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    let (stdout, stderr) = (stdout.await.unwrap(), stderr.await.unwrap());
+    let Some(status) = status else {
+        panic!("{script} did not finish within {limit:?}:\n{stdout}\n{stderr}");
+    };
+    assert!(
+        status.success(),
+        "{script} failed ({status}):\n{stdout}\n{stderr}\n{hint}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("ok"),
+        "{script} did not print ok:\n{stdout}\n{stderr}"
+    );
+}
+
+async fn chat_with(program: &OsStr, script: &str, lib: &str, hint: &str) {
+    let server = Server::start(echo_test_config()).await;
+    let url = format!("ws://{}/broadcast?conversation_id=77", server.addr);
+    let mut rust = TestClient::connect(server.addr, "/broadcast?conversation_id=77").await;
+    let mut child = spawn_script(program, script, &url, hint);
 
     let mut talk = std::pin::pin!(async {
         assert_eq!(rust.expect_text().await, format!("{lib}: hello"));
@@ -99,24 +147,23 @@ async fn chat_with(program: &std::ffi::OsStr, script: &str, lib: &str, hint: &st
         }
     };
 
-    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .expect("the interop script finished in time")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{script} failed ({}):\n{stdout}\n{stderr}\n{hint}",
-        out.status
-    );
-    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
+    expect_ok(child, script, hint, Duration::from_secs(20)).await;
     rust.close().await;
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_websockets_clients_chat_through_a_conversation() {
+/// Runs a chat-protocol script against a server with the normal test config (its own scratch
+/// data directory, default limits). The script does everything over the network, given only
+/// the server's base address, and bounds its own waits (60 s in all).
+async fn chat_protocol_with(program: &OsStr, script: &str, hint: &str) {
+    let server = Server::start(test_config()).await;
+    let child = spawn_script(program, script, &format!("http://{}", server.addr), hint);
+    expect_ok(child, script, hint, Duration::from_secs(90)).await;
+    server.stop().await;
+}
+
+/// The Python with `websockets`, checked to be usable.
+async fn require_python() -> PathBuf {
     let python = python();
     let what = format!("the Python websockets client ({})", python.display());
     require(
@@ -126,18 +173,12 @@ async fn python_websockets_clients_chat_through_a_conversation() {
         PYTHON_HINT,
     )
     .await;
-    chat_with(
-        python.as_os_str(),
-        "server_python.py",
-        "python",
-        PYTHON_HINT,
-    )
-    .await;
+    python
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_ws_clients_chat_through_a_conversation() {
-    let node = std::ffi::OsStr::new("node");
+/// `node` with `ws`, checked to be usable.
+async fn require_node() -> &'static OsStr {
+    let node = OsStr::new("node");
     require(
         node,
         &["--version"],
@@ -152,5 +193,35 @@ async fn node_ws_clients_chat_through_a_conversation() {
         NODE_HINT,
     )
     .await;
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_clients_chat_through_a_conversation() {
+    let python = require_python().await;
+    chat_with(
+        python.as_os_str(),
+        "server_python.py",
+        "python",
+        PYTHON_HINT,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ws_clients_chat_through_a_conversation() {
+    let node = require_node().await;
     chat_with(node, "server_node.mjs", "node", NODE_HINT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_client_speaks_the_chat_protocol() {
+    let python = require_python().await;
+    chat_protocol_with(python.as_os_str(), "chat_python.py", PYTHON_HINT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ws_client_speaks_the_chat_protocol() {
+    let node = require_node().await;
+    chat_protocol_with(node, "chat_node.mjs", NODE_HINT).await;
 }
