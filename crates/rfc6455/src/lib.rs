@@ -18,6 +18,7 @@
 //! | [`CloseCode`], [`CloseFrame`], [`CloseHandshake`] | close codes and the closing handshake |
 //! | [`ProtocolError`], [`HandshakeError`] | errors, each with its close code or HTTP status |
 //! | `io` (feature `tokio`) | `accept`, `connect`, an async `WebSocket` with split halves |
+//! | `deflate` (feature `deflate`) | permessage-deflate (RFC 7692): negotiation, message compression |
 //!
 //! # A server in a few lines
 //!
@@ -78,6 +79,8 @@
 mod close;
 mod config;
 mod decoder;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 mod error;
 mod frame;
 pub mod handshake;

@@ -1,0 +1,46 @@
+//! permessage-deflate, RFC 7692 (feature `deflate`): the first slice.
+//!
+//! What is here works on its own, without the frame layer:
+//!
+//! - negotiation in both roles: [`parse_extensions`] reads a
+//!   `Sec-WebSocket-Extensions` value, [`DeflatePolicy::negotiate`] picks a
+//!   server's answer, [`DeflateOffer::check_response`] checks it on the client;
+//! - [`MessageCompressor`] and [`MessageDecompressor`] turn one whole message
+//!   payload into its compressed form and back, with a hard limit on the
+//!   inflated size.
+//!
+//! Not yet: RSV1 in the [`Reader`](crate::Reader) and
+//! [`Writer`](crate::Writer), inflating fragment by fragment with UTF-8
+//! checked on the way, and shared compressors for idle-cheap connections.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use rfc6455::deflate::{DeflatePolicy, MessageCompressor, MessageDecompressor};
+//! use rfc6455::Role;
+//!
+//! let agreed = DeflatePolicy::default()
+//!     .negotiate(["permessage-deflate; client_max_window_bits"])
+//!     .unwrap()
+//!     .expect("the default policy accepts a plain offer");
+//! let mut compressor = MessageCompressor::new(agreed.compress_no_context_takeover(Role::Server));
+//! let mut decompressor =
+//!     MessageDecompressor::new(agreed.decompress_no_context_takeover(Role::Client));
+//!
+//! let mut wire = BytesMut::new();
+//! compressor.compress(b"Hello", &mut wire);
+//! assert_eq!(&wire[..], [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+//! let mut text = BytesMut::new();
+//! decompressor.decompress(&wire, 1 << 20, &mut text).unwrap();
+//! assert_eq!(&text[..], b"Hello");
+//! ```
+
+mod compress;
+mod negotiate;
+
+pub use compress::{InflateError, MessageCompressor, MessageDecompressor};
+/// flate2's compression level, re-exported for [`MessageCompressor::with_level`].
+pub use flate2::Compression;
+pub use negotiate::{
+    parse_extensions, ClientMaxWindowBits, DeflateOffer, DeflateParamError, DeflateParams,
+    DeflatePolicy, DeflateResponseError, Extension, ExtensionSyntaxError, PERMESSAGE_DEFLATE,
+};
