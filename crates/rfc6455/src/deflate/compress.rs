@@ -13,8 +13,8 @@ use crate::close::CloseCode;
 /// from every compressed message and §7.2.2 puts it back before inflating.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// How much output space each deflate call gets; small enough that an
-/// inflation limit is checked often, large enough that calls stay few.
+/// The most output space one deflate call gets, so that an inflation limit
+/// is checked often and no call zeroes much more than it fills.
 const CHUNK: usize = 16 * 1024;
 
 /// Compresses message payloads for one direction of one connection.
@@ -50,7 +50,9 @@ impl MessageCompressor {
         let start = dst.len();
         let mut input = payload;
         loop {
-            let room = CHUNK.max(input.len() / 2);
+            // Sized from the input so a chat-sized message does not zero a
+            // whole chunk; a short guess only costs another round.
+            let room = (input.len() / 2 + 64).min(CHUNK);
             let old = dst.len();
             dst.resize(old + room, 0);
             let (in_before, out_before) = (self.inner.total_in(), self.inner.total_out());
@@ -142,7 +144,9 @@ impl MessageDecompressor {
             loop {
                 let produced = dst.len() - start;
                 // One byte past the limit is the proof that it was crossed.
-                let room = (max_len - produced.min(max_len) + 1).min(CHUNK);
+                let room = (max_len - produced.min(max_len) + 1)
+                    .min(input.len().saturating_mul(4) + 256)
+                    .min(CHUNK);
                 let old = dst.len();
                 dst.resize(old + room, 0);
                 let (in_before, out_before) = (self.inner.total_in(), self.inner.total_out());
