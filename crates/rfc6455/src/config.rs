@@ -35,6 +35,10 @@ pub struct CodecConfig {
     /// RSV bits (`0b100` = RSV1, `0b010` = RSV2, `0b001` = RSV3) that a negotiated
     /// extension allows. With none negotiated (the default), any set bit fails with 1002.
     pub allowed_rsv: u8,
+    /// permessage-deflate as agreed in the handshake; `None` (the default) leaves
+    /// RSV1 a protocol error. Set it with [`with_deflate`](Self::with_deflate).
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateParams>,
 }
 
 impl CodecConfig {
@@ -46,6 +50,8 @@ impl CodecConfig {
             max_frame_len: 1 << 20,
             max_message_len: 4 << 20,
             allowed_rsv: 0,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 
@@ -57,6 +63,8 @@ impl CodecConfig {
             max_frame_len: 16 << 20,
             max_message_len: 64 << 20,
             allowed_rsv: 0,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 
@@ -78,6 +86,19 @@ impl CodecConfig {
     #[must_use]
     pub const fn with_allowed_rsv(mut self, bits: u8) -> Self {
         self.allowed_rsv = bits & 0b111;
+        self
+    }
+
+    /// Turns on permessage-deflate with the parameters the handshake agreed on.
+    ///
+    /// A [`Reader`](crate::Reader) then accepts RSV1 on the first frame of a
+    /// data message and inflates that message; RSV1 anywhere else stays a 1002.
+    /// The message size limit applies to the inflated size.
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub const fn with_deflate(mut self, params: crate::deflate::DeflateParams) -> Self {
+        self.allowed_rsv |= crate::deflate::RSV1;
+        self.deflate = Some(params);
         self
     }
 }

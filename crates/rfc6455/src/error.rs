@@ -12,7 +12,9 @@ use crate::close::CloseCode;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
-    /// An RSV bit is set although no extension that defines it was negotiated (§5.2).
+    /// An RSV bit is set although no extension that defines it was negotiated
+    /// (§5.2), or where the negotiated one does not allow it (RFC 7692 §6.1:
+    /// RSV1 on a continuation or control frame).
     #[error("reserved bits set without a negotiated extension")]
     ReservedBits,
     /// The opcode is one of the reserved values (§5.2).
@@ -71,6 +73,10 @@ pub enum ProtocolError {
     /// A frame arrived after the peer's close frame (§5.5.1).
     #[error("frame after close")]
     FrameAfterClose,
+    /// A message marked compressed (permessage-deflate, RFC 7692) does not
+    /// inflate. Its payload does not match its type, hence 1007 like bad UTF-8.
+    #[error("invalid compressed data")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
@@ -98,7 +104,9 @@ impl ProtocolError {
             | Self::CloseTooShort
             | Self::InvalidCloseCode(_)
             | Self::FrameAfterClose => CloseCode::PROTOCOL_ERROR,
-            Self::InvalidUtf8 | Self::InvalidCloseReason => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCloseReason | Self::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
         }
     }

@@ -18,7 +18,7 @@
 //! | [`CloseCode`], [`CloseFrame`], [`CloseHandshake`] | close codes and the closing handshake |
 //! | [`ProtocolError`], [`HandshakeError`] | errors, each with its close code or HTTP status |
 //! | `io` (feature `tokio`) | `accept`, `connect`, an async `WebSocket` with split halves |
-//! | `deflate` (feature `deflate`) | permessage-deflate (RFC 7692): negotiation, message compression |
+//! | `deflate` (feature `deflate`) | permessage-deflate (RFC 7692): negotiation, message compression; [`CodecConfig`] and [`Writer`] carry it once agreed |
 //!
 //! # A server in a few lines
 //!

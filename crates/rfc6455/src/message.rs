@@ -2,6 +2,11 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::config::CodecConfig;
+#[cfg(feature = "deflate")]
+use crate::config::Role;
+#[cfg(feature = "deflate")]
+use crate::deflate::{DeflateParams, Inflater};
 use crate::error::ProtocolError;
 use crate::frame::Frame;
 use crate::header::FrameHeader;
@@ -71,6 +76,13 @@ pub struct MessageAssembler {
     /// Payload bytes of the current frame already fed to the validator.
     validated: usize,
     utf8: Utf8Validator,
+    /// The current frame belongs to a message sent with RSV1 (permessage-deflate):
+    /// its bytes are deflate data, so UTF-8 is checked only after inflation.
+    /// Always false without a negotiated deflate.
+    compressed: bool,
+    /// Present when permessage-deflate was negotiated; RSV1 is refused otherwise.
+    #[cfg(feature = "deflate")]
+    inflater: Option<Inflater>,
 }
 
 /// A fragmented message still missing its final frame.
@@ -81,12 +93,39 @@ struct Partial {
     first: Bytes,
     rest: Option<BytesMut>,
     len: usize,
+    compressed: bool,
 }
 
 impl MessageAssembler {
     /// An assembler that refuses messages longer than `max_message_len` bytes.
     #[must_use]
     pub const fn new(max_message_len: usize) -> Self {
+        Self::build(
+            max_message_len,
+            #[cfg(feature = "deflate")]
+            None,
+        )
+    }
+
+    /// The assembler a [`Reader`](crate::Reader) with `cfg` uses: its message
+    /// limit and, when negotiated, permessage-deflate for its role.
+    pub(crate) const fn for_config(cfg: &CodecConfig) -> Self {
+        Self::build(
+            cfg.max_message_len,
+            #[cfg(feature = "deflate")]
+            match cfg.deflate {
+                Some(params) => Some(Inflater::new(&params, cfg.role)),
+                None => None,
+            },
+        )
+    }
+
+    // One constructor for both, because a const fn cannot overwrite a field
+    // whose type has a destructor, as the inflater's has.
+    const fn build(
+        max_message_len: usize,
+        #[cfg(feature = "deflate")] inflater: Option<Inflater>,
+    ) -> Self {
         Self {
             max_message_len,
             open: None,
@@ -94,6 +133,49 @@ impl MessageAssembler {
             frame_is_text: false,
             validated: 0,
             utf8: Utf8Validator::new(),
+            compressed: false,
+            #[cfg(feature = "deflate")]
+            inflater,
+        }
+    }
+
+    /// Accepts messages compressed with permessage-deflate (RFC 7692), as
+    /// negotiated in the handshake, for the endpoint in `role`.
+    ///
+    /// RSV1 is then allowed on the first frame of a data message, and such a
+    /// message is inflated when its last frame arrives; `max_message_len`
+    /// bounds the inflated size. The compressed bytes buffered until then are
+    /// bounded by it too, plus the little that deflate's framing can add to
+    /// incompressible data.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use rfc6455::deflate::{DeflateParams, MessageCompressor};
+    /// use rfc6455::{Frame, Message, MessageAssembler, OpCode, Role};
+    ///
+    /// let mut packed = BytesMut::new();
+    /// MessageCompressor::new(true).compress(b"Hello", &mut packed);
+    /// let mut frame = Frame::new(OpCode::Text, packed.freeze());
+    /// frame.rsv = 0b100;
+    /// let mut asm = MessageAssembler::new(1024).with_deflate(DeflateParams::default(), Role::Client);
+    /// assert_eq!(asm.push(frame).unwrap(), Some(Message::Text("Hello".into())));
+    /// ```
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub fn with_deflate(mut self, params: DeflateParams, role: Role) -> Self {
+        self.inflater = Some(Inflater::new(&params, role));
+        self
+    }
+
+    #[inline]
+    const fn deflate_on(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        {
+            self.inflater.is_some()
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            false
         }
     }
 
@@ -107,10 +189,17 @@ impl MessageAssembler {
     /// order and the message size limit. Control frame headers are ignored.
     ///
     /// # Errors
-    /// [`ProtocolError::UnexpectedContinuation`], [`ProtocolError::ExpectedContinuation`]
-    /// or [`ProtocolError::MessageTooLarge`].
+    /// [`ProtocolError::UnexpectedContinuation`], [`ProtocolError::ExpectedContinuation`],
+    /// [`ProtocolError::MessageTooLarge`], or, with deflate on,
+    /// [`ProtocolError::ReservedBits`] for RSV1 outside a message's first frame.
     #[inline]
     pub fn on_header(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        let rsv1 = self.deflate_on() && h.rsv & 0b100 != 0;
+        // RFC 7692 §6.1: only the first frame of a data message says whether
+        // it is compressed; RSV1 on a continuation or control frame is an error.
+        if rsv1 && !matches!(h.opcode, OpCode::Text | OpCode::Binary) {
+            return Err(ProtocolError::ReservedBits);
+        }
         if h.opcode.is_control() {
             return Ok(());
         }
@@ -124,18 +213,25 @@ impl MessageAssembler {
             }
             (Some(p), _) => {
                 self.frame_is_text = p.text;
+                self.compressed = p.compressed;
                 p.len
             }
             (None, op) => {
                 self.frame_is_text = op == OpCode::Text;
+                self.compressed = rsv1;
                 0
             }
+        };
+        let limit = if self.compressed {
+            compressed_limit(self.max_message_len)
+        } else {
+            self.max_message_len
         };
         let total = u64::try_from(so_far)
             .ok()
             .and_then(|s| s.checked_add(h.payload_len))
             .ok_or_else(|| too_large.clone())?;
-        if total > self.max_message_len as u64 {
+        if total > limit as u64 {
             return Err(too_large);
         }
         self.header_seen = true;
@@ -153,7 +249,7 @@ impl MessageAssembler {
     /// [`ProtocolError::InvalidUtf8`].
     #[inline]
     pub fn on_partial(&mut self, h: &FrameHeader, prefix: &[u8]) -> Result<(), ProtocolError> {
-        if h.opcode.is_control() || !self.header_seen || !self.frame_is_text {
+        if h.opcode.is_control() || !self.header_seen || !self.frame_is_text || self.compressed {
             return Ok(());
         }
         if prefix.len() > self.validated {
@@ -179,7 +275,7 @@ impl MessageAssembler {
             self.on_header(&frame.header(None))?;
         }
         self.header_seen = false;
-        if self.frame_is_text {
+        if self.frame_is_text && !self.compressed {
             let fresh = frame.payload.get(self.validated..).unwrap_or_default();
             self.utf8
                 .feed(fresh)
@@ -198,6 +294,7 @@ impl MessageAssembler {
                     len: frame.payload.len(),
                     first: frame.payload,
                     rest: None,
+                    compressed: self.compressed,
                 });
                 return Ok(None);
             }
@@ -216,6 +313,10 @@ impl MessageAssembler {
                 p.rest.map_or(p.first, BytesMut::freeze)
             }
         };
+        #[cfg(feature = "deflate")]
+        if self.compressed {
+            return self.inflate(text, &payload).map(Some);
+        }
         Ok(Some(if text {
             // Validated fragment by fragment above, ending with `finish`.
             Message::Text(Utf8Bytes::from_validated(payload))
@@ -223,6 +324,28 @@ impl MessageAssembler {
             Message::Binary(payload)
         }))
     }
+
+    /// Turns a whole compressed message into the message it stands for.
+    #[cfg(feature = "deflate")]
+    fn inflate(&mut self, text: bool, payload: &[u8]) -> Result<Message, ProtocolError> {
+        // `compressed` is only ever set while an inflater is present.
+        let inflater = self.inflater.as_mut().ok_or(ProtocolError::ReservedBits)?;
+        let data = inflater.inflate(payload, self.max_message_len)?;
+        Ok(if text {
+            Message::Text(Utf8Bytes::try_from(data).map_err(|_| ProtocolError::InvalidUtf8)?)
+        } else {
+            Message::Binary(data)
+        })
+    }
+}
+
+/// How many compressed bytes a message may take on the wire when its inflated
+/// form may take `max`: deflate stores incompressible data with 5 bytes of
+/// framing per block of at most 64 KiB, so an honest peer stays far below
+/// this, while a peer that buffers more than it could ever inflate to within
+/// the limit is refused from the header, as for uncompressed messages.
+const fn compressed_limit(max: usize) -> usize {
+    max.saturating_add(max / 1024).saturating_add(64)
 }
 
 #[cfg(test)]

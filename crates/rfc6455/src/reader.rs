@@ -51,7 +51,7 @@ impl Reader {
     pub const fn new(cfg: CodecConfig) -> Self {
         Self {
             decoder: Decoder::new(cfg),
-            assembler: MessageAssembler::new(cfg.max_message_len),
+            assembler: MessageAssembler::for_config(&cfg),
             closed: false,
         }
     }

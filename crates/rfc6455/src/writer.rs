@@ -6,7 +6,11 @@ use bytes::{BufMut, BytesMut};
 
 use crate::close::{CloseFrame, CloseHandshake, CloseState};
 use crate::config::Role;
+#[cfg(feature = "deflate")]
+use crate::deflate::{DeflateParams, MessageCompressor, RSV1};
 use crate::frame::Frame;
+#[cfg(feature = "deflate")]
+use crate::header::MAX_HEADER_LEN;
 use crate::header::{FrameHeader, MAX_CONTROL_PAYLOAD};
 use crate::mask::apply_mask;
 use crate::opcode::OpCode;
@@ -31,6 +35,10 @@ pub enum WriteError {
     /// A close frame whose reason is not UTF-8 (§5.5.1).
     #[error("close reason is not utf-8")]
     InvalidCloseReason,
+    /// A compressed message was asked for, but permessage-deflate was not
+    /// negotiated (see `Writer::with_deflate`, feature `deflate`).
+    #[error("permessage-deflate not negotiated")]
+    NotNegotiated,
 }
 
 /// Encodes outgoing frames for one role and enforces the send-side rules: mask
@@ -56,6 +64,18 @@ pub struct Writer {
     role: Role,
     close: CloseHandshake,
     mask_key: Option<Box<dyn FnMut() -> [u8; 4] + Send>>,
+    #[cfg(feature = "deflate")]
+    deflate: Option<Deflater>,
+}
+
+/// The send side's compression state.
+#[cfg(feature = "deflate")]
+#[derive(Debug)]
+struct Deflater {
+    no_context_takeover: bool,
+    /// Created on the first compressed message: deflate state is large, and a
+    /// connection that negotiated the extension may never use it.
+    compressor: Option<MessageCompressor>,
 }
 
 impl fmt::Debug for Writer {
@@ -63,6 +83,7 @@ impl fmt::Debug for Writer {
         f.debug_struct("Writer")
             .field("role", &self.role)
             .field("close", &self.close)
+            .field("deflate", &self.deflate_on())
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +96,8 @@ impl Writer {
             role: Role::Server,
             close: CloseHandshake::new(),
             mask_key: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 
@@ -85,6 +108,8 @@ impl Writer {
             role: Role::Client,
             close: CloseHandshake::new(),
             mask_key: Some(Box::new(mask_key)),
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 
@@ -92,6 +117,98 @@ impl Writer {
     #[must_use]
     pub const fn role(&self) -> Role {
         self.role
+    }
+
+    /// Enables [`compressed`](Self::compressed) messages with the
+    /// permessage-deflate parameters the handshake agreed on (RFC 7692).
+    /// Every other method keeps sending uncompressed frames.
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub fn with_deflate(mut self, params: DeflateParams) -> Self {
+        self.deflate = Some(Deflater {
+            no_context_takeover: params.compress_no_context_takeover(self.role),
+            compressor: None,
+        });
+        self
+    }
+
+    /// Whether permessage-deflate is enabled on this writer.
+    #[must_use]
+    pub const fn deflate_on(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        {
+            self.deflate.is_some()
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            false
+        }
+    }
+
+    /// Writes a whole data message compressed, as one frame with RSV1 set.
+    /// `opcode` is [`OpCode::Text`] or [`OpCode::Binary`]; control frames are
+    /// never compressed (RFC 7692 §6.1).
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use rfc6455::deflate::DeflateParams;
+    /// use rfc6455::{OpCode, Writer};
+    ///
+    /// let mut w = Writer::server().with_deflate(DeflateParams::default());
+    /// let mut out = BytesMut::new();
+    /// w.compressed(OpCode::Text, b"Hello", &mut out).unwrap();
+    /// // RFC 7692 §7.2.3.1: FIN + RSV1 + text, then the deflated "Hello".
+    /// assert_eq!(&out[..], [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    /// ```
+    ///
+    /// # Errors
+    /// [`WriteError::NotData`] for any other opcode, [`WriteError::NotNegotiated`]
+    /// without [`with_deflate`](Self::with_deflate), [`WriteError::Closed`] after
+    /// a close frame was sent. Nothing is compressed when an error is returned,
+    /// so a compressor that keeps context stays in step with the peer's.
+    #[cfg(feature = "deflate")]
+    pub fn compressed(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), WriteError> {
+        if !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            return Err(WriteError::NotData);
+        }
+        if !self.close.can_send() {
+            return Err(WriteError::Closed);
+        }
+        let Some(deflate) = self.deflate.as_mut() else {
+            return Err(WriteError::NotNegotiated);
+        };
+        let no_context_takeover = deflate.no_context_takeover;
+        let compressor = deflate
+            .compressor
+            .get_or_insert_with(|| MessageCompressor::new(no_context_takeover));
+        // The compressed length, and with it the header's, is known only
+        // afterwards: compress behind room for the longest header, then move
+        // the payload back. That costs a move of the compressed bytes instead
+        // of a buffer per message or one kept for the connection's lifetime.
+        let start = dst.len();
+        dst.resize(start + MAX_HEADER_LEN, 0);
+        compressor.compress(payload, dst);
+        let packed_len = dst.len() - start - MAX_HEADER_LEN;
+        let header = FrameHeader {
+            fin: true,
+            rsv: RSV1,
+            opcode,
+            mask: self.mask_key.as_mut().map(|next| next()),
+            payload_len: packed_len as u64,
+        };
+        let body = start + header.encoded_len();
+        dst.copy_within(start + MAX_HEADER_LEN.., body);
+        dst.truncate(body + packed_len);
+        header.encode(&mut &mut dst[start..body]);
+        if let Some(key) = header.mask {
+            apply_mask(&mut dst[body..], key);
+        }
+        Ok(())
     }
 
     /// The closing-handshake state.
@@ -151,7 +268,7 @@ impl Writer {
         if !self.close.can_send() {
             return Err(WriteError::Closed);
         }
-        self.put(fin, opcode, payload, dst);
+        self.put(fin, 0, opcode, payload, dst);
         Ok(())
     }
 
@@ -197,7 +314,7 @@ impl Writer {
             if !self.close.on_send() {
                 return Err(WriteError::Closed);
             }
-            self.put(true, OpCode::Close, &frame.payload, dst);
+            self.put(true, 0, OpCode::Close, &frame.payload, dst);
             return Ok(());
         }
         if frame.opcode.is_control() {
@@ -223,7 +340,7 @@ impl Writer {
             return Err(WriteError::Closed);
         }
         let payload = frame.map(CloseFrame::to_payload).unwrap_or_default();
-        self.put(true, OpCode::Close, &payload, dst);
+        self.put(true, 0, OpCode::Close, &payload, dst);
         Ok(())
     }
 
@@ -248,11 +365,11 @@ impl Writer {
         self.data_or_control(opcode, true, payload, dst)
     }
 
-    fn put(&mut self, fin: bool, opcode: OpCode, payload: &[u8], dst: &mut BytesMut) {
+    fn put(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], dst: &mut BytesMut) {
         let mask = self.mask_key.as_mut().map(|next| next());
         let header = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: payload.len() as u64,

@@ -1,4 +1,4 @@
-//! permessage-deflate, RFC 7692 (feature `deflate`): the first slice.
+//! permessage-deflate, RFC 7692 (feature `deflate`).
 //!
 //! What is here works on its own, without the frame layer:
 //!
@@ -9,9 +9,14 @@
 //!   payload into its compressed form and back, with a hard limit on the
 //!   inflated size.
 //!
-//! Not yet: RSV1 in the [`Reader`](crate::Reader) and
-//! [`Writer`](crate::Writer), inflating fragment by fragment with UTF-8
-//! checked on the way, and shared compressors for idle-cheap connections.
+//! Once agreed, the frame layer carries it: a [`Reader`](crate::Reader) built
+//! from [`CodecConfig::with_deflate`](crate::CodecConfig::with_deflate)
+//! accepts RSV1 on a data message's first frame and inflates the message, and
+//! [`Writer::compressed`](crate::Writer::compressed) sends one.
+//!
+//! Not yet: inflating fragment by fragment with UTF-8 checked on the way,
+//! fragmented compressed sends, and shared compressors for idle-cheap
+//! connections.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -35,7 +40,14 @@
 //! ```
 
 mod compress;
+mod inflater;
 mod negotiate;
+
+pub(crate) use inflater::Inflater;
+
+/// The header's RSV1 bit in the 3-bit form [`CodecConfig`](crate::CodecConfig)
+/// and [`Frame`](crate::Frame) use; RFC 7692 §6 names it "Per-Message Compressed".
+pub(crate) const RSV1: u8 = 0b100;
 
 pub use compress::{InflateError, MessageCompressor, MessageDecompressor};
 /// flate2's compression level, re-exported for [`MessageCompressor::with_level`].
