@@ -264,6 +264,72 @@ enum Appended {
     Refused(StoreError),
 }
 
+/// What an awaited append answers: the message, and whether it was a duplicate.
+type AppendResult = Result<(MessageView, bool), StoreError>;
+
+/// What became of an append: the event for the sink and, when `answer` (someone awaits
+/// it), the caller's result. `file` is the file a file message shares. Shared by text and
+/// file appends so both report the same way.
+fn appended_event(
+    req: AppendRequest,
+    outcome: Appended,
+    file: Option<chatgroup_protocol::FileInfo>,
+    answer: bool,
+) -> (Committed, Option<AppendResult>) {
+    let AppendRequest {
+        sender,
+        conversation,
+        local_id,
+        body,
+        kind,
+        origin,
+    } = req;
+    match outcome {
+        Appended::New {
+            id,
+            seq,
+            ts,
+            sender_name,
+        } => {
+            let message = MessageView {
+                conversation,
+                id,
+                seq,
+                ts,
+                sender: Some(sender),
+                sender_name: Some(sender_name),
+                kind,
+                body,
+                local_id: Some(local_id),
+                event: None,
+                file,
+            };
+            // The hot path clones only for a caller that waits.
+            let result = answer.then(|| Ok((message.clone(), false)));
+            let event = Committed::Message {
+                message,
+                origin: Some(origin),
+            };
+            (event, result)
+        }
+        Appended::Duplicate(message) => {
+            let message = *message;
+            let result = answer.then(|| Ok((message.clone(), true)));
+            (Committed::Duplicate { message, origin }, result)
+        }
+        Appended::Refused(error) => {
+            let result = answer.then(|| Err(error.clone()));
+            let event = Committed::Rejected {
+                origin,
+                conversation,
+                local_id,
+                error,
+            };
+            (event, result)
+        }
+    }
+}
+
 /// The writer thread's state.
 pub(crate) struct Writer {
     conn: Connection,
@@ -653,61 +719,7 @@ impl Writer {
         let outcome = self
             .insert_append(&req)
             .unwrap_or_else(|e| Appended::Refused(e.into()));
-        let AppendRequest {
-            sender,
-            conversation,
-            local_id,
-            body,
-            kind,
-            origin,
-        } = req;
-        let (event, result) = match outcome {
-            Appended::New {
-                id,
-                seq,
-                ts,
-                sender_name,
-            } => {
-                let message = MessageView {
-                    conversation,
-                    id,
-                    seq,
-                    ts,
-                    sender: Some(sender),
-                    sender_name: Some(sender_name),
-                    kind,
-                    body,
-                    local_id: Some(local_id),
-                    event: None,
-                    file: None,
-                };
-                let result = reply.as_ref().map(|_| Ok((message.clone(), false)));
-                (
-                    Committed::Message {
-                        message,
-                        origin: Some(origin),
-                    },
-                    result,
-                )
-            }
-            Appended::Duplicate(message) => {
-                let message = *message;
-                let result = reply.as_ref().map(|_| Ok((message.clone(), true)));
-                (Committed::Duplicate { message, origin }, result)
-            }
-            Appended::Refused(error) => {
-                let result = reply.as_ref().map(|_| Err(error.clone()));
-                (
-                    Committed::Rejected {
-                        origin,
-                        conversation,
-                        local_id,
-                        error,
-                    },
-                    result,
-                )
-            }
-        };
+        let (event, result) = appended_event(req, outcome, None, reply.is_some());
         batch.events.push(event);
         if let (Some(reply), Some(result)) = (reply, result) {
             batch.replies.push(pending(reply, result));

@@ -124,83 +124,24 @@ impl Writer {
         reply: super::Reply<(MessageView, bool)>,
         batch: &mut Batch,
     ) {
-        let outcome = self.insert_file_message(&req, file, &sha256);
-        let AppendRequest {
-            sender,
-            conversation,
-            local_id,
-            body,
-            kind,
-            origin,
-        } = req;
-        let (event, result) = match outcome {
-            Ok((
-                Appended::New {
-                    id,
-                    seq,
-                    ts,
-                    sender_name,
-                },
-                Some(info),
-            )) => {
-                let message = MessageView {
-                    conversation,
-                    id,
-                    seq,
-                    ts,
-                    sender: Some(sender),
-                    sender_name: Some(sender_name),
-                    kind,
-                    body,
-                    local_id: Some(local_id),
-                    event: None,
-                    file: Some(info),
-                };
-                let result = Ok((message.clone(), false));
-                (
-                    Committed::Message {
-                        message,
-                        origin: Some(origin),
-                    },
-                    result,
-                )
-            }
-            Ok((Appended::Duplicate(message), _)) => {
-                let message = *message;
-                let result = Ok((message.clone(), true));
-                (Committed::Duplicate { message, origin }, result)
-            }
-            Ok((Appended::Refused(error), _)) => (
-                Committed::Rejected {
-                    origin,
-                    conversation,
-                    local_id,
-                    error: error.clone(),
-                },
-                Err(error),
-            ),
-            Ok((Appended::New { .. }, None)) => poisoned(
-                batch,
-                StoreError::Db("the file row vanished".into()),
-                origin,
-                conversation,
-                local_id,
-            ),
-            Err(e @ Fail::Sql(_)) => {
-                poisoned(batch, StoreError::from(e), origin, conversation, local_id)
-            }
-            Err(Fail::Store(error)) => (
-                Committed::Rejected {
-                    origin,
-                    conversation,
-                    local_id,
-                    error: error.clone(),
-                },
-                Err(error),
-            ),
+        let poison = |batch: &mut Batch, error: StoreError| {
+            // A failed statement after the seq was taken: the batch must not commit.
+            batch.poison = Some(error.clone());
+            (Appended::Refused(error), None)
         };
+        let (outcome, info) = match self.insert_file_message(&req, file, &sha256) {
+            Ok((Appended::New { .. }, None)) => {
+                poison(batch, StoreError::Db("the file row vanished".into()))
+            }
+            Ok(appended) => appended,
+            Err(e @ Fail::Sql(_)) => poison(batch, StoreError::from(e)),
+            Err(Fail::Store(error)) => (Appended::Refused(error), None),
+        };
+        let (event, result) = super::appended_event(req, outcome, info, true);
         batch.events.push(event);
-        batch.replies.push(pending(reply, result));
+        if let Some(result) = result {
+            batch.replies.push(pending(reply, result));
+        }
     }
 
     fn insert_file_message(
@@ -244,25 +185,4 @@ impl Writer {
         .info();
         Ok((appended, Some(info)))
     }
-}
-
-/// A post that failed after its message may have taken a seq: only failing the whole batch
-/// keeps seqs and the cache right.
-fn poisoned(
-    batch: &mut Batch,
-    error: StoreError,
-    origin: crate::Origin,
-    conversation: chatgroup_protocol::ConversationId,
-    local_id: String,
-) -> (Committed, Result<(MessageView, bool), StoreError>) {
-    batch.poison = Some(error.clone());
-    (
-        Committed::Rejected {
-            origin,
-            conversation,
-            local_id,
-            error: error.clone(),
-        },
-        Err(error),
-    )
 }
