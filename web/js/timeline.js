@@ -52,8 +52,10 @@ export class Timeline {
   }
 
   /**
-   * Shows an own message that is in the outbox but not acknowledged.
-   * @param {{localId: string, body: string, createdAt?: number, state?: string, error?: string}} entry
+   * Shows an own message that is in the outbox but not acknowledged (or a file still uploading:
+   * `kind: "file"` with its `file`).
+   * @param {{localId: string, body: string, createdAt?: number, state?: string, error?: string,
+   *          kind?: string, file?: object}} entry
    */
   addPending(entry) {
     if (this.pending.some((m) => m.localId === entry.localId)) return;
@@ -65,6 +67,8 @@ export class Timeline {
       localId: entry.localId,
       ts: entry.createdAt,
       pending: true,
+      ...(entry.kind ? { kind: entry.kind } : {}),
+      ...(entry.file ? { file: entry.file } : {}),
       ...(entry.state === "failed" ? { failed: entry.error ?? "failed" } : {}),
     });
   }
