@@ -71,6 +71,8 @@ export class Connection {
    * @param {number} [options.pongTimeoutMs] silence after a `ping` that counts as dead (20 s)
    * @param {number} [options.connectTimeoutMs] an attempt that has not opened by then is dropped
    * @param {number} [options.stableAfterMs] open this long → the backoff starts over (10 s)
+   * @param {number} [options.offlineRetryMs] least wait between attempts while the browser
+   *   says it is offline (30 s; its `online` event retries at once)
    * @param {(send: (data: string | ArrayBufferView | ArrayBuffer) => boolean) => void} [options.onOpen]
    * @param {(data: any) => void} [options.onMessage] every frame except `pong`
    * @param {(code: number, reason: string) => void} [options.onClose] each socket that ended
@@ -89,6 +91,7 @@ export class Connection {
     this.pongTimeoutMs = options.pongTimeoutMs ?? 20_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 20_000;
     this.stableAfterMs = options.stableAfterMs ?? 10_000;
+    this.offlineRetryMs = options.offlineRetryMs ?? 30_000;
     this.onOpen = options.onOpen ?? (() => {});
     this.onMessage = options.onMessage ?? (() => {});
     this.onClose = options.onClose ?? (() => {});
@@ -147,6 +150,11 @@ export class Connection {
     if (kind === "offline") {
       this.browserOffline = true;
       if (phase === "reconnecting") this.setState("offline", this.state.retryAt);
+      // A socket does not notice a network that went away: Chromium keeps it "open" and
+      // silently holds what is sent until the ping deadline. Saying "online" meanwhile would be
+      // a lie, so the socket is given up at once (the outbox re-sends by localId, so nothing
+      // held in it is lost or doubled) and the next attempt waits for `online` or the backoff.
+      if ((phase === "online" || phase === "connecting") && this.socket) this.abandon(this.socket, "browser offline");
       return;
     }
     if (kind === "online") this.browserOffline = false;
@@ -268,9 +276,9 @@ export class Connection {
   }
 
   /** Gives up on a socket that stopped answering, and reconnects. */
-  abandon(socket) {
+  abandon(socket, reason = "no answer") {
     this.detach();
-    this.onClose(1006, "no answer");
+    this.onClose(1006, reason);
     try {
       socket.close();
     } catch {
@@ -280,7 +288,10 @@ export class Connection {
   }
 
   scheduleRetry() {
-    const delay = this.backoff.nextDelayMs();
+    // While the browser says the network is gone, attempts would only fail (each one a console
+    // error): wait for its `online` event, probing only now and then in case it is wrong.
+    const backoff = this.backoff.nextDelayMs();
+    const delay = this.browserOffline ? Math.max(backoff, this.offlineRetryMs) : backoff;
     const retryAt = this.now() + delay;
     this.setState(this.browserOffline ? "offline" : "reconnecting", retryAt);
     this.retryTimer = this.timers.setTimeout(() => {

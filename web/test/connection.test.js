@@ -166,6 +166,24 @@ test("offline hint shows offline while waiting; visible while online probes with
   assert.equal(conn.state.phase, "offline", "the probe went unanswered: reconnect (browser still says offline)");
 });
 
+test("offline hint while online gives the socket up at once (the banner never says online offline)", () => {
+  const { time, conn } = setup();
+  conn.start();
+  FakeSocket.last.serverOpen();
+  const held = FakeSocket.last;
+  conn.hint("offline");
+  assert.equal(conn.state.phase, "offline");
+  assert.equal(bannerText(conn.state, time.now()), "offline, retrying in 30 s", "no attempts while the browser says offline");
+  assert.ok(held.closedByClient, "the stalled socket was closed");
+  assert.equal(conn.send("x"), false, "nothing is written into it any more");
+  conn.hint("online");
+  assert.equal(conn.state.phase, "connecting", "back online: reconnect at once");
+  assert.notEqual(FakeSocket.last, held);
+  FakeSocket.last.serverOpen();
+  assert.equal(conn.state.phase, "online");
+  time.advance(1);
+});
+
 test("an attempt that never opens is given up after the connect timeout", () => {
   const { time, conn } = setup({ connectTimeoutMs: 5_000 });
   conn.start();
