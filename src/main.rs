@@ -219,6 +219,11 @@ struct Args {
     #[arg(long, env = "CHATGROUP_ECHO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     echo: bool,
 
+    /// Serve the browser client from this directory (laid out like the repository's web/)
+    /// instead of the copy built into the binary, so page edits show on reload.
+    #[arg(long, value_name = "DIR", env = "CHATGROUP_WEB_DIR")]
+    web_dir: Option<PathBuf>,
+
     /// Log filter (tracing EnvFilter syntax, e.g. "info" or "chatgroup_server=debug").
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -298,6 +303,7 @@ impl Args {
         cfg.file_chunk_rate = self.file_chunk_rate;
         cfg.file_chunk_burst = self.file_chunk_burst;
         cfg.echo = self.echo;
+        cfg.web_dir = self.web_dir;
         cfg
     }
 }

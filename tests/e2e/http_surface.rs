@@ -8,6 +8,54 @@ use tokio::net::TcpStream;
 
 use crate::support::{http, read_response, test_config, Server};
 
+/// The page and its modules come from the binary with a strict CSP, `nosniff`, and an ETag
+/// a browser revalidates with; nothing else of `web/` is reachable.
+#[tokio::test]
+async fn the_browser_client_is_served_from_the_binary() {
+    let server = Server::start(test_config()).await;
+    let a = server.addr;
+    let header = |head: &str, name: &str| -> Option<String> {
+        head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+
+    let index = http(a, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(index.status, 200);
+    let csp = header(&index.head, "content-security-policy").expect("CSP on the page");
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+    assert_eq!(
+        header(&index.head, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+
+    let module = http(a, "GET /js/connection.js HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(module.status, 200);
+    assert_eq!(
+        header(&module.head, "content-type").as_deref(),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(module.body.contains("export class Connection"));
+    let etag = header(&module.head, "etag").expect("an ETag");
+    let again = http(
+        a,
+        &format!("GET /js/connection.js HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!((again.status, again.body.as_str()), (304, ""));
+
+    for path in [
+        "/test/backoff.test.js",
+        "/package.json",
+        "/README.md",
+        "/js/../README.md",
+    ] {
+        let r = http(a, &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")).await;
+        assert_eq!(r.status, 404, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn routes_and_status_codes() {
     let server = Server::start(test_config()).await;
@@ -16,7 +64,7 @@ async fn routes_and_status_codes() {
     let index = http(a, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
     assert_eq!(index.status, 200);
     assert!(index.head.contains("text/html"));
-    assert!(index.body.contains("new WebSocket("));
+    assert!(index.body.contains("<script type=\"module\""));
 
     let health = http(a, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));

@@ -121,6 +121,9 @@ pub struct Config {
     /// `/broadcast?conversation_id=N`, which relays text to the conversation's other members
     /// (for conformance suites, tests and benchmarks).
     pub echo: bool,
+    /// Serve the browser client from this directory (laid out like the repository's `web/`)
+    /// instead of the copy embedded in the binary: edits show on the next reload.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -172,6 +175,7 @@ impl Default for Config {
             file_chunk_rate: 16_384,
             file_chunk_burst: 1024,
             echo: false,
+            web_dir: None,
         }
     }
 }

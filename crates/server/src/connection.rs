@@ -27,10 +27,10 @@ use crate::hub::Command;
 use crate::metrics;
 use crate::origin::origin_allowed;
 use crate::outbox::Outbox;
-use crate::page;
 use crate::pump::read::ReadPump;
 use crate::pump::replies::Replies;
 use crate::pump::{self, Mode};
+use crate::web;
 
 /// What to do with a parsed request.
 enum Action {
@@ -174,11 +174,10 @@ fn dispatch(head: &RequestHead<'_>, ctx: &ServerCtx) -> Action {
         }
     };
     match route(head.method, head.path(), ctx.cfg.echo) {
-        Route::Index => respond(Response::new(
-            200,
-            "text/html; charset=utf-8",
-            page::INDEX_HTML,
-        )),
+        Route::Web => match head.single_header_str("if-none-match") {
+            Ok(tags) => respond(web::serve(head.path(), tags, ctx.cfg.web_dir.as_deref())),
+            Err(_) => respond(Response::status(400)),
+        },
         Route::Health if ctx.shutdown.is_cancelled() => {
             respond(Response::new(503, "text/plain", "shutting down\n"))
         }

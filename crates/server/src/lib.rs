@@ -43,8 +43,8 @@ pub mod ids;
 pub mod metrics;
 pub mod origin;
 pub mod outbox;
-mod page;
 mod pump;
+mod web;
 mod wire;
 
 use std::future::Future;

@@ -22,6 +22,9 @@ pub(crate) struct Response {
     pub(crate) close: bool,
     /// A body streamed from a file instead of `body` (see [`FileBody`]).
     pub(crate) file: Option<FileBody>,
+    /// The `Cache-Control` value: `no-store` unless the response says otherwise (API answers
+    /// carry private data; only the page's own files may be cached).
+    pub(crate) cache_control: &'static str,
 }
 
 /// A response body read from disk in chunks as it is sent, never whole into memory.
@@ -46,6 +49,7 @@ impl Response {
             body: body.into(),
             close: false,
             file: None,
+            cache_control: "no-store",
         }
     }
 
@@ -77,6 +81,13 @@ impl Response {
         }
     }
 
+    /// Sets the `Cache-Control` value.
+    #[must_use]
+    pub(crate) fn cache(mut self, value: &'static str) -> Self {
+        self.cache_control = value;
+        self
+    }
+
     /// Marks the response as the last one on this connection.
     #[must_use]
     pub(crate) fn closing(mut self) -> Self {
@@ -88,22 +99,26 @@ impl Response {
     #[must_use]
     pub(crate) fn encode(&self, head_only: bool) -> BytesMut {
         let mut head = String::with_capacity(160);
-        // 204 has no content: no body and no Content-Length (RFC 9110 §8.6).
-        let no_content = self.status == 204;
+        // 204 and 304 have no content: no body and no Content-Length (RFC 9110 §8.6; a 304's
+        // length would have to be the cached representation's, which it does not restate).
+        let no_content = matches!(self.status, 204 | 304);
         if no_content {
             let _ = write!(
                 head,
-                "HTTP/1.1 204 {}\r\nCache-Control: no-store\r\n",
-                reason(204)
+                "HTTP/1.1 {} {}\r\nCache-Control: {}\r\n",
+                self.status,
+                reason(self.status),
+                self.cache_control
             );
         } else {
             let _ = write!(
                 head,
-                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: {}\r\n",
                 self.status,
                 reason(self.status),
                 self.content_type,
-                self.file.as_ref().map_or(self.body.len() as u64, |f| f.len)
+                self.file.as_ref().map_or(self.body.len() as u64, |f| f.len),
+                self.cache_control
             );
         }
         for (name, value) in &self.headers {
@@ -132,6 +147,7 @@ pub(crate) fn reason(status: u16) -> &'static str {
         201 => "Created",
         204 => "No Content",
         206 => "Partial Content",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

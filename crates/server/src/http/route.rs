@@ -5,8 +5,9 @@ use crate::ids::ConversationId;
 /// The handler for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
-    /// `GET /`: the browser client page.
-    Index,
+    /// `GET /`, `/index.html` and everything under `/css/`, `/js/` and `/img/`: the browser
+    /// client's files.
+    Web,
     /// `GET /healthz`.
     Health,
     /// `GET /metrics`.
@@ -27,12 +28,18 @@ pub(crate) enum Route {
 /// Routes by method and path; `echo` adds the test and benchmark sockets.
 pub(crate) fn route(method: &str, path: &str, echo: bool) -> Route {
     let (route, allow) = match path {
-        "/" | "/index.html" => (Route::Index, "GET, HEAD"),
+        "/" | "/index.html" => (Route::Web, "GET, HEAD"),
         "/healthz" => (Route::Health, "GET, HEAD"),
         "/metrics" => (Route::Metrics, "GET, HEAD"),
         "/ws" => (Route::ChatSocket, "GET"),
         "/broadcast" if echo => (Route::BroadcastSocket, "GET"),
         "/echo" if echo => (Route::EchoSocket, "GET"),
+        _ if ["/css/", "/js/", "/img/"]
+            .iter()
+            .any(|dir| path.starts_with(dir)) =>
+        {
+            (Route::Web, "GET, HEAD")
+        }
         _ => return Route::NotFound,
     };
     let allowed = method == "GET" || (method == "HEAD" && allow.contains("HEAD"));
@@ -60,8 +67,14 @@ mod tests {
 
     #[test]
     fn routes_by_path_and_method() {
-        assert_eq!(route("GET", "/", false), Route::Index);
-        assert_eq!(route("HEAD", "/", false), Route::Index);
+        assert_eq!(route("GET", "/", false), Route::Web);
+        assert_eq!(route("HEAD", "/", false), Route::Web);
+        assert_eq!(route("GET", "/js/app/main.js", false), Route::Web);
+        assert_eq!(
+            route("POST", "/css/app.css", false),
+            Route::MethodNotAllowed("GET, HEAD")
+        );
+        assert_eq!(route("GET", "/jsx", false), Route::NotFound);
         assert_eq!(route("GET", "/healthz", false), Route::Health);
         assert_eq!(route("GET", "/metrics", false), Route::Metrics);
         assert_eq!(route("GET", "/ws", false), Route::ChatSocket);
