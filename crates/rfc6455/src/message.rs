@@ -83,6 +83,10 @@ pub struct MessageAssembler {
     /// Present when permessage-deflate was negotiated; RSV1 is refused otherwise.
     #[cfg(feature = "deflate")]
     inflater: Option<Inflater>,
+    /// The inflated bytes of the compressed message in progress; `None`
+    /// between messages, so an idle assembler holds no buffer.
+    #[cfg(feature = "deflate")]
+    inflated: Option<BytesMut>,
 }
 
 /// A fragmented message still missing its final frame.
@@ -136,6 +140,8 @@ impl MessageAssembler {
             compressed: false,
             #[cfg(feature = "deflate")]
             inflater,
+            #[cfg(feature = "deflate")]
+            inflated: None,
         }
     }
 
@@ -143,10 +149,13 @@ impl MessageAssembler {
     /// negotiated in the handshake, for the endpoint in `role`.
     ///
     /// RSV1 is then allowed on the first frame of a data message, and such a
-    /// message is inflated when its last frame arrives; `max_message_len`
-    /// bounds the inflated size. The compressed bytes buffered until then are
-    /// bounded by it too, plus the little that deflate's framing can add to
-    /// incompressible data.
+    /// message is inflated frame by frame as it arrives (with a
+    /// [`Reader`](crate::Reader), even as a frame's bytes arrive), its text
+    /// checked as UTF-8 on the way; `max_message_len` bounds the inflated size
+    /// and inflation stops as soon as it is crossed. Compressed bytes are not
+    /// kept once inflated; their total per message is bounded by the limit
+    /// too, plus the little that deflate's framing can add to incompressible
+    /// data.
     ///
     /// ```
     /// use bytes::BytesMut;
@@ -249,7 +258,21 @@ impl MessageAssembler {
     /// [`ProtocolError::InvalidUtf8`].
     #[inline]
     pub fn on_partial(&mut self, h: &FrameHeader, prefix: &[u8]) -> Result<(), ProtocolError> {
-        if h.opcode.is_control() || !self.header_seen || !self.frame_is_text || self.compressed {
+        if h.opcode.is_control() || !self.header_seen {
+            return Ok(());
+        }
+        #[cfg(feature = "deflate")]
+        if self.compressed {
+            // Inflate what has arrived, so a bomb is stopped at the limit and
+            // bad UTF-8 is found while the rest of the frame is in flight.
+            if prefix.len() > self.validated {
+                let fresh = &prefix[self.validated..];
+                self.validated = prefix.len();
+                self.inflate_more(fresh)?;
+            }
+            return Ok(());
+        }
+        if !self.frame_is_text || self.compressed {
             return Ok(());
         }
         if prefix.len() > self.validated {
@@ -275,7 +298,11 @@ impl MessageAssembler {
             self.on_header(&frame.header(None))?;
         }
         self.header_seen = false;
-        if self.frame_is_text && !self.compressed {
+        #[cfg(feature = "deflate")]
+        if self.compressed {
+            return self.push_compressed(&frame);
+        }
+        if self.frame_is_text {
             let fresh = frame.payload.get(self.validated..).unwrap_or_default();
             self.utf8
                 .feed(fresh)
@@ -313,10 +340,6 @@ impl MessageAssembler {
                 p.rest.map_or(p.first, BytesMut::freeze)
             }
         };
-        #[cfg(feature = "deflate")]
-        if self.compressed {
-            return self.inflate(text, &payload).map(Some);
-        }
         Ok(Some(if text {
             // Validated fragment by fragment above, ending with `finish`.
             Message::Text(Utf8Bytes::from_validated(payload))
@@ -325,17 +348,64 @@ impl MessageAssembler {
         }))
     }
 
-    /// Turns a whole compressed message into the message it stands for.
+    /// Adds a frame of a compressed message: inflates the bytes of it that
+    /// [`on_partial`](Self::on_partial) did not, and on the last frame ends
+    /// the message.
     #[cfg(feature = "deflate")]
-    fn inflate(&mut self, text: bool, payload: &[u8]) -> Result<Message, ProtocolError> {
+    fn push_compressed(&mut self, frame: &Frame) -> Result<Option<Message>, ProtocolError> {
+        let fresh = frame.payload.get(self.validated..).unwrap_or_default();
+        self.validated = 0;
+        self.inflate_more(fresh)?;
+        let text = self.frame_is_text;
+        if !frame.fin {
+            // Only the count is kept: the bytes are inflated already.
+            let p = self.open.get_or_insert(Partial {
+                text,
+                first: Bytes::new(),
+                rest: None,
+                len: 0,
+                compressed: true,
+            });
+            p.len += frame.payload.len();
+            return Ok(None);
+        }
+        self.open = None;
+        let inflater = self.inflater.as_mut().ok_or(ProtocolError::ReservedBits)?;
+        let out = self.inflated.get_or_insert_with(BytesMut::new);
+        let before = out.len();
+        inflater.finish(self.max_message_len, out)?;
+        let data = self.inflated.take().unwrap_or_default();
+        if text {
+            self.utf8
+                .feed(&data[before..])
+                .and_then(|()| self.utf8.finish())
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+            // Validated piece by piece as it was inflated, ending with `finish`.
+            return Ok(Some(Message::Text(Utf8Bytes::from_validated(
+                data.freeze(),
+            ))));
+        }
+        Ok(Some(Message::Binary(data.freeze())))
+    }
+
+    /// Inflates the next compressed bytes of the current message, checking the
+    /// inflated size against the limit and, for text, the new bytes' UTF-8.
+    #[cfg(feature = "deflate")]
+    fn inflate_more(&mut self, compressed: &[u8]) -> Result<(), ProtocolError> {
+        if compressed.is_empty() {
+            return Ok(());
+        }
         // `compressed` is only ever set while an inflater is present.
         let inflater = self.inflater.as_mut().ok_or(ProtocolError::ReservedBits)?;
-        let data = inflater.inflate(payload, self.max_message_len)?;
-        Ok(if text {
-            Message::Text(Utf8Bytes::try_from(data).map_err(|_| ProtocolError::InvalidUtf8)?)
-        } else {
-            Message::Binary(data)
-        })
+        let out = self.inflated.get_or_insert_with(BytesMut::new);
+        let before = out.len();
+        inflater.inflate(compressed, self.max_message_len, out)?;
+        if self.frame_is_text {
+            self.utf8
+                .feed(&out[before..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
     }
 }
 

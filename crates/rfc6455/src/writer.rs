@@ -7,10 +7,8 @@ use bytes::{BufMut, BytesMut};
 use crate::close::{CloseFrame, CloseHandshake, CloseState};
 use crate::config::Role;
 #[cfg(feature = "deflate")]
-use crate::deflate::{DeflateParams, MessageCompressor, RSV1};
+use crate::deflate::{DeflateParams, MessageCompressor};
 use crate::frame::Frame;
-#[cfg(feature = "deflate")]
-use crate::header::MAX_HEADER_LEN;
 use crate::header::{FrameHeader, MAX_CONTROL_PAYLOAD};
 use crate::mask::apply_mask;
 use crate::opcode::OpCode;
@@ -64,18 +62,12 @@ pub struct Writer {
     role: Role,
     close: CloseHandshake,
     mask_key: Option<Box<dyn FnMut() -> [u8; 4] + Send>>,
+    /// permessage-deflate's compressor once negotiated: a
+    /// [shared](MessageCompressor::shared) one without context takeover (no
+    /// deflate state between messages), else a dedicated one whose state is
+    /// created on the first compressed message.
     #[cfg(feature = "deflate")]
-    deflate: Option<Deflater>,
-}
-
-/// The send side's compression state.
-#[cfg(feature = "deflate")]
-#[derive(Debug)]
-struct Deflater {
-    no_context_takeover: bool,
-    /// Created on the first compressed message: deflate state is large, and a
-    /// connection that negotiated the extension may never use it.
-    compressor: Option<MessageCompressor>,
+    deflate: Option<MessageCompressor>,
 }
 
 impl fmt::Debug for Writer {
@@ -124,11 +116,30 @@ impl Writer {
     /// Every other method keeps sending uncompressed frames.
     #[cfg(feature = "deflate")]
     #[must_use]
-    pub fn with_deflate(mut self, params: DeflateParams) -> Self {
-        self.deflate = Some(Deflater {
-            no_context_takeover: params.compress_no_context_takeover(self.role),
-            compressor: None,
-        });
+    pub fn with_deflate(self, params: DeflateParams) -> Self {
+        let compressor = if params.compress_no_context_takeover(self.role) {
+            MessageCompressor::shared()
+        } else {
+            MessageCompressor::new(false)
+        };
+        self.with_compressor(compressor)
+    }
+
+    /// Enables [`compressed`](Self::compressed) messages through the given
+    /// compressor, for a level other than the default. Its context takeover
+    /// must be what the handshake agreed for this side's messages.
+    ///
+    /// ```
+    /// use rfc6455::deflate::{Compression, MessageCompressor};
+    /// use rfc6455::Writer;
+    ///
+    /// let w = Writer::server().with_compressor(MessageCompressor::shared_with_level(Compression::fast()));
+    /// assert!(w.deflate_on());
+    /// ```
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub fn with_compressor(mut self, compressor: MessageCompressor) -> Self {
+        self.deflate = Some(compressor);
         self
     }
 
@@ -179,36 +190,11 @@ impl Writer {
         if !self.close.can_send() {
             return Err(WriteError::Closed);
         }
-        let Some(deflate) = self.deflate.as_mut() else {
+        let Some(compressor) = self.deflate.as_mut() else {
             return Err(WriteError::NotNegotiated);
         };
-        let no_context_takeover = deflate.no_context_takeover;
-        let compressor = deflate
-            .compressor
-            .get_or_insert_with(|| MessageCompressor::new(no_context_takeover));
-        // The compressed length, and with it the header's, is known only
-        // afterwards: compress behind room for the longest header, then move
-        // the payload back. That costs a move of the compressed bytes instead
-        // of a buffer per message or one kept for the connection's lifetime.
-        let start = dst.len();
-        dst.resize(start + MAX_HEADER_LEN, 0);
-        compressor.compress(payload, dst);
-        let packed_len = dst.len() - start - MAX_HEADER_LEN;
-        let header = FrameHeader {
-            fin: true,
-            rsv: RSV1,
-            opcode,
-            mask: self.mask_key.as_mut().map(|next| next()),
-            payload_len: packed_len as u64,
-        };
-        let body = start + header.encoded_len();
-        dst.copy_within(start + MAX_HEADER_LEN.., body);
-        dst.truncate(body + packed_len);
-        header.encode(&mut &mut dst[start..body]);
-        if let Some(key) = header.mask {
-            apply_mask(&mut dst[body..], key);
-        }
-        Ok(())
+        let mask = self.mask_key.as_mut().map(|next| next());
+        compressor.frame(opcode, payload, mask, dst)
     }
 
     /// The closing-handshake state.

@@ -1,13 +1,18 @@
-//! Compression and decompression of one message payload (RFC 7692 §7.2).
+//! Compression and decompression of message payloads (RFC 7692 §7.2).
 //!
-//! Both sides work on whole payloads: the frame layer (RSV1, fragments) is not
-//! involved yet. Output is appended to a caller's `BytesMut`, so a writer can
-//! compress straight behind a frame header it has reserved.
+//! Output is appended to a caller's `BytesMut`, so a writer can compress
+//! straight behind a frame header it has reserved. A message is compressed in
+//! one call; it may be inflated piece by piece as its frames arrive.
 
 use bytes::BytesMut;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
+use super::pool;
 use crate::close::CloseCode;
+use crate::header::{FrameHeader, MAX_HEADER_LEN};
+use crate::mask::apply_mask;
+use crate::opcode::OpCode;
+use crate::writer::WriteError;
 
 /// The empty stored block a sync flush ends with; RFC 7692 §7.2.1 drops it
 /// from every compressed message and §7.2.2 puts it back before inflating.
@@ -17,63 +22,195 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// is checked often and no call zeroes much more than it fills.
 const CHUNK: usize = 16 * 1024;
 
-/// Compresses message payloads for one direction of one connection.
+/// The header's RSV1 bit in the 3-bit form frames use.
+const RSV1: u8 = super::RSV1;
+
+/// Compresses message payloads for one direction of one connection, or, made
+/// with [`shared`](Self::shared), for any number of them.
 #[derive(Debug)]
 pub struct MessageCompressor {
-    inner: Compress,
+    level: Compression,
     no_context_takeover: bool,
+    /// `None` until the first message of a dedicated compressor (deflate state
+    /// is large and a connection that negotiated the extension may never use
+    /// it), and always for a shared one.
+    state: Option<Compress>,
+    shared: bool,
 }
 
 impl MessageCompressor {
     /// A compressor at flate2's default level. With `no_context_takeover`
     /// every message starts from empty history, as `*_no_context_takeover`
     /// requires; otherwise each message may refer back to earlier ones.
+    ///
+    /// Its deflate state is created on the first message and kept until the
+    /// compressor is dropped; see [`shared`](Self::shared) for one that keeps
+    /// none.
+    #[must_use]
     pub fn new(no_context_takeover: bool) -> Self {
         Self::with_level(Compression::default(), no_context_takeover)
     }
 
     /// A compressor at the given level (0 stores, 9 is smallest and slowest).
+    #[must_use]
     pub fn with_level(level: Compression, no_context_takeover: bool) -> Self {
         MessageCompressor {
-            // Raw deflate: RFC 7692 carries no zlib header or checksum.
-            inner: Compress::new(level, false),
+            level,
             no_context_takeover,
+            state: None,
+            shared: false,
         }
+    }
+
+    /// A compressor without context takeover that holds no deflate state of
+    /// its own: each message borrows the calling thread's compressor for the
+    /// length of the call and gives it back. Idle, it is a few bytes, so a
+    /// server can give one to every connection (and compress a broadcast once
+    /// for every recipient that agreed to no context takeover).
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use rfc6455::deflate::MessageCompressor;
+    ///
+    /// let mut out = BytesMut::new();
+    /// MessageCompressor::shared().compress(b"Hello", &mut out);
+    /// assert_eq!(&out[..], [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    /// ```
+    #[must_use]
+    pub fn shared() -> Self {
+        Self::shared_with_level(Compression::default())
+    }
+
+    /// [`shared`](Self::shared) at the given level.
+    #[must_use]
+    pub fn shared_with_level(level: Compression) -> Self {
+        MessageCompressor {
+            level,
+            no_context_takeover: true,
+            state: None,
+            shared: true,
+        }
+    }
+
+    /// Whether each message starts from empty history.
+    #[must_use]
+    pub fn no_context_takeover(&self) -> bool {
+        self.no_context_takeover
+    }
+
+    /// Whether this compressor currently owns deflate state (a dedicated one
+    /// after its first message); a shared one never does between calls.
+    #[must_use]
+    pub fn holds_state(&self) -> bool {
+        self.state.is_some()
     }
 
     /// Appends the compressed form of `payload` to `dst`, without the trailing
     /// `00 00 ff ff`.
     pub fn compress(&mut self, payload: &[u8], dst: &mut BytesMut) {
-        if self.no_context_takeover {
-            self.inner.reset();
+        if self.shared {
+            let mut state = pool::take_compressor(self.level);
+            deflate_into(&mut state, payload, dst);
+            pool::give_compressor(self.level, state);
+            return;
         }
-        let start = dst.len();
-        let mut input = payload;
-        loop {
-            // Sized from the input so a chat-sized message does not zero a
-            // whole chunk; a short guess only costs another round.
-            let room = (input.len() / 2 + 64).min(CHUNK);
-            let old = dst.len();
-            dst.resize(old + room, 0);
-            let (in_before, out_before) = (self.inner.total_in(), self.inner.total_out());
-            // A sync flush ends the message on a byte boundary with the empty
-            // stored block that is stripped below. In-memory compression
-            // reports no error for valid arguments, so none is expected here.
-            let result = self
-                .inner
-                .compress(input, &mut dst[old..], FlushCompress::Sync);
-            let consumed = (self.inner.total_in() - in_before) as usize;
-            let written = (self.inner.total_out() - out_before) as usize;
-            dst.truncate(old + written);
-            input = &input[consumed..];
-            // Space left over after all input means the flush is complete.
-            if result.is_err() || (input.is_empty() && written < room) {
-                break;
+        let state = match &mut self.state {
+            Some(state) => {
+                if self.no_context_takeover {
+                    state.reset();
+                }
+                state
             }
+            // Raw deflate: RFC 7692 carries no zlib header or checksum.
+            None => self.state.insert(Compress::new(self.level, false)),
+        };
+        deflate_into(state, payload, dst);
+    }
+
+    /// Appends one whole compressed message as a single frame: FIN and RSV1
+    /// set, the payload compressed, masked with `mask` when given (a client's
+    /// frame). A server compresses a broadcast this way once and sends the
+    /// same bytes to every recipient that negotiated the extension without
+    /// server context takeover.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use rfc6455::deflate::MessageCompressor;
+    /// use rfc6455::OpCode;
+    ///
+    /// let mut out = BytesMut::new();
+    /// MessageCompressor::shared().frame(OpCode::Text, b"Hello", None, &mut out).unwrap();
+    /// // RFC 7692 §7.2.3.1, byte for byte.
+    /// assert_eq!(&out[..], [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    /// ```
+    ///
+    /// # Errors
+    /// [`WriteError::NotData`] unless `opcode` is text or binary: control
+    /// frames are never compressed (RFC 7692 §6.1) and a compressed message is
+    /// not continued by this call. Nothing is compressed then.
+    pub fn frame(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+        dst: &mut BytesMut,
+    ) -> Result<(), WriteError> {
+        if !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            return Err(WriteError::NotData);
         }
-        if dst[start..].ends_with(&TAIL) {
-            dst.truncate(dst.len() - TAIL.len());
+        // The compressed length, and with it the header's, is known only
+        // afterwards: compress behind room for the longest header, then move
+        // the payload back. That costs a move of the compressed bytes instead
+        // of a buffer per message or one kept for the connection's lifetime.
+        let start = dst.len();
+        dst.resize(start + MAX_HEADER_LEN, 0);
+        self.compress(payload, dst);
+        let packed_len = dst.len() - start - MAX_HEADER_LEN;
+        let header = FrameHeader {
+            fin: true,
+            rsv: RSV1,
+            opcode,
+            mask,
+            payload_len: packed_len as u64,
+        };
+        let body = start + header.encoded_len();
+        dst.copy_within(start + MAX_HEADER_LEN.., body);
+        dst.truncate(body + packed_len);
+        header.encode(&mut &mut dst[start..body]);
+        if let Some(key) = mask {
+            apply_mask(&mut dst[body..], key);
         }
+        Ok(())
+    }
+}
+
+/// Compresses `payload` with a sync flush and appends it to `dst` without the
+/// trailing empty stored block.
+fn deflate_into(state: &mut Compress, payload: &[u8], dst: &mut BytesMut) {
+    let start = dst.len();
+    let mut input = payload;
+    loop {
+        // Sized from the input so a chat-sized message does not zero a
+        // whole chunk; a short guess only costs another round.
+        let room = (input.len() / 2 + 64).min(CHUNK);
+        let old = dst.len();
+        dst.resize(old + room, 0);
+        let (in_before, out_before) = (state.total_in(), state.total_out());
+        // A sync flush ends the message on a byte boundary with the empty
+        // stored block that is stripped below. In-memory compression
+        // reports no error for valid arguments, so none is expected here.
+        let result = state.compress(input, &mut dst[old..], FlushCompress::Sync);
+        let consumed = (state.total_in() - in_before) as usize;
+        let written = (state.total_out() - out_before) as usize;
+        dst.truncate(old + written);
+        input = &input[consumed..];
+        // Space left over after all input means the flush is complete.
+        if result.is_err() || (input.is_empty() && written < room) {
+            break;
+        }
+    }
+    if dst[start..].ends_with(&TAIL) {
+        dst.truncate(dst.len() - TAIL.len());
     }
 }
 
@@ -97,6 +234,7 @@ impl InflateError {
     /// The close code to fail the connection with: 1009 for a message over the
     /// limit, 1007 for data that does not inflate, since it is a payload that
     /// does not match the message type.
+    #[must_use]
     pub fn close_code(&self) -> CloseCode {
         match self {
             InflateError::TooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
@@ -106,76 +244,222 @@ impl InflateError {
 }
 
 /// Decompresses message payloads for one direction of one connection.
+///
+/// A message can be inflated whole with [`decompress`](Self::decompress), or
+/// piece by piece as its frames arrive with [`decompress_part`](Self::decompress_part)
+/// and [`finish`](Self::finish); the size limit then applies to the whole
+/// message, and inflation stops as soon as it is crossed.
 #[derive(Debug)]
 pub struct MessageDecompressor {
-    inner: Decompress,
     no_context_takeover: bool,
+    /// Borrowed from the thread for each message rather than owned.
+    shared: bool,
+    /// `None` before the first message, and between messages when shared.
+    state: Option<Decompress>,
+    /// A message is in progress: [`decompress_part`](Self::decompress_part)
+    /// was called since the last [`finish`](Self::finish) or error.
+    in_message: bool,
+    /// Inflated bytes of the message in progress.
+    produced: usize,
+    /// The message in progress reached a block with BFINAL set.
+    ended: bool,
 }
 
 impl MessageDecompressor {
     /// A decompressor. With `no_context_takeover` (the peer promised fresh
     /// history per message) each message is inflated from empty state;
     /// otherwise the last 32 KiB of earlier messages are kept for reference.
-    pub fn new(no_context_takeover: bool) -> Self {
+    /// Its deflate state is created on the first message and kept.
+    #[must_use]
+    pub const fn new(no_context_takeover: bool) -> Self {
         MessageDecompressor {
-            inner: Decompress::new(false),
             no_context_takeover,
+            shared: false,
+            state: None,
+            in_message: false,
+            produced: 0,
+            ended: false,
         }
     }
 
-    /// Appends the inflated form of a message's compressed `payload` to `dst`.
+    /// A decompressor for a peer that promised no context takeover, holding
+    /// deflate state only while a message is in progress: it borrows the
+    /// thread's at a message's first piece and gives it back after the last.
+    #[must_use]
+    pub const fn shared() -> Self {
+        MessageDecompressor {
+            no_context_takeover: true,
+            shared: true,
+            state: None,
+            in_message: false,
+            produced: 0,
+            ended: false,
+        }
+    }
+
+    /// Whether each message is inflated from empty history.
+    #[must_use]
+    pub fn no_context_takeover(&self) -> bool {
+        self.no_context_takeover
+    }
+
+    /// Whether a message is in progress (its last piece not yet finished).
+    #[must_use]
+    pub fn in_message(&self) -> bool {
+        self.in_message
+    }
+
+    /// Whether this decompressor currently owns deflate state: a dedicated one
+    /// after its first message, a shared one only within a message.
+    #[must_use]
+    pub fn holds_state(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Appends the inflated form of a message's whole compressed `payload` to
+    /// `dst`: [`decompress_part`](Self::decompress_part) then
+    /// [`finish`](Self::finish).
     ///
     /// At most `max_len + 1` bytes are ever added: inflation stops as soon as
     /// the message is known to be over `max_len`, so a small payload cannot
     /// make this allocate more than the limit. After an error the bytes added
     /// to `dst` are garbage and the connection must be failed.
+    ///
+    /// # Errors
+    /// [`InflateError::TooLarge`] past `max_len`, [`InflateError::Corrupt`]
+    /// for data that does not inflate.
     pub fn decompress(
         &mut self,
         payload: &[u8],
         max_len: usize,
         dst: &mut BytesMut,
     ) -> Result<(), InflateError> {
-        if self.no_context_takeover {
-            self.inner.reset(false);
+        self.decompress_part(payload, max_len, dst)?;
+        self.finish(max_len, dst)
+    }
+
+    /// Appends what the next piece of a message's compressed payload inflates
+    /// to; the first call after [`finish`](Self::finish) starts a message.
+    /// `max_len` bounds the whole message's inflated size: at most one byte
+    /// past it is ever added in all.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use rfc6455::deflate::MessageDecompressor;
+    ///
+    /// // RFC 7692 §7.2.3.1: "Hello" in two fragments.
+    /// let mut d = MessageDecompressor::shared();
+    /// let mut out = BytesMut::new();
+    /// d.decompress_part(&[0xf2, 0x48, 0xcd], 100, &mut out).unwrap();
+    /// d.decompress_part(&[0xc9, 0xc9, 0x07, 0x00], 100, &mut out).unwrap();
+    /// d.finish(100, &mut out).unwrap();
+    /// assert_eq!(&out[..], b"Hello");
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`decompress`](Self::decompress); the message is abandoned.
+    pub fn decompress_part(
+        &mut self,
+        part: &[u8],
+        max_len: usize,
+        dst: &mut BytesMut,
+    ) -> Result<(), InflateError> {
+        if !self.in_message {
+            self.begin();
         }
-        let start = dst.len();
-        for part in [payload, &TAIL[..]] {
-            let mut input = part;
-            loop {
-                let produced = dst.len() - start;
-                // One byte past the limit is the proof that it was crossed.
-                let room = (max_len - produced.min(max_len) + 1)
-                    .min(input.len().saturating_mul(4) + 256)
-                    .min(CHUNK);
-                let old = dst.len();
-                dst.resize(old + room, 0);
-                let (in_before, out_before) = (self.inner.total_in(), self.inner.total_out());
-                let status = self
-                    .inner
-                    .decompress(input, &mut dst[old..], FlushDecompress::Sync)
-                    .map_err(|_| InflateError::Corrupt)?;
-                let consumed = (self.inner.total_in() - in_before) as usize;
-                let written = (self.inner.total_out() - out_before) as usize;
-                dst.truncate(old + written);
-                input = &input[consumed..];
-                if dst.len() - start > max_len {
-                    return Err(InflateError::TooLarge { max: max_len });
-                }
-                if status == Status::StreamEnd {
-                    // A block with BFINAL set ends the deflate stream (allowed
-                    // by RFC 7692 §7.2.3.4); whatever follows, the appended
-                    // tail included, belongs to no stream, and the next message
-                    // starts a new one.
-                    self.inner.reset(false);
-                    return Ok(());
-                }
-                if input.is_empty() && written < room {
-                    break;
-                }
-                if consumed == 0 && written == 0 {
-                    // No progress with input left: the data is cut or wrong.
-                    return Err(InflateError::Corrupt);
-                }
+        self.inflate(part, max_len, dst)
+            .inspect_err(|_| self.abandon())
+    }
+
+    /// Ends the message in progress: inflates the `00 00 ff ff` RFC 7692
+    /// §7.2.2 appends and, with no context takeover, forgets its history. A
+    /// message with no piece at all is the empty message.
+    ///
+    /// # Errors
+    /// As for [`decompress`](Self::decompress).
+    pub fn finish(&mut self, max_len: usize, dst: &mut BytesMut) -> Result<(), InflateError> {
+        if !self.in_message {
+            self.begin();
+        }
+        self.inflate(&TAIL, max_len, dst)
+            .inspect_err(|_| self.abandon())?;
+        if self.ended {
+            // A block with BFINAL set ends the deflate stream (allowed by RFC
+            // 7692 §7.2.3.4): the next message starts a new one, from empty
+            // history, as no decoder can continue past a stream's end.
+            if let Some(state) = &mut self.state {
+                state.reset(false);
+            }
+        }
+        self.in_message = false;
+        if self.shared {
+            if let Some(state) = self.state.take() {
+                pool::give_decompressor(state);
+            }
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) {
+        self.in_message = true;
+        self.produced = 0;
+        self.ended = false;
+        match &mut self.state {
+            Some(state) if self.no_context_takeover => state.reset(false),
+            Some(_) => {}
+            None if self.shared => self.state = Some(pool::take_decompressor()),
+            None => self.state = Some(Decompress::new(false)),
+        }
+    }
+
+    /// Forgets a message that failed; its state is not reused mid-stream.
+    fn abandon(&mut self) {
+        self.in_message = false;
+        // A dedicated state is reset at the next message's start (without
+        // context takeover; with it the connection is failed anyway); a
+        // shared one is dropped rather than given back half-used.
+        if self.shared {
+            self.state = None;
+        }
+    }
+
+    fn inflate(
+        &mut self,
+        mut input: &[u8],
+        max_len: usize,
+        dst: &mut BytesMut,
+    ) -> Result<(), InflateError> {
+        let Some(state) = self.state.as_mut() else {
+            // `begin` always leaves state in place.
+            return Err(InflateError::Corrupt);
+        };
+        // Whatever follows a final block, the appended tail included, belongs
+        // to no stream: RFC 7692 §7.2.3.4's example carries one such byte.
+        while !self.ended {
+            // One byte past the limit is the proof that it was crossed.
+            let room = (max_len - self.produced.min(max_len) + 1)
+                .min(input.len().saturating_mul(4) + 256)
+                .min(CHUNK);
+            let old = dst.len();
+            dst.resize(old + room, 0);
+            let (in_before, out_before) = (state.total_in(), state.total_out());
+            let status = state.decompress(input, &mut dst[old..], FlushDecompress::Sync);
+            let consumed = (state.total_in() - in_before) as usize;
+            let written = (state.total_out() - out_before) as usize;
+            dst.truncate(old + written);
+            let status = status.map_err(|_| InflateError::Corrupt)?;
+            input = &input[consumed..];
+            self.produced += written;
+            if self.produced > max_len {
+                return Err(InflateError::TooLarge { max: max_len });
+            }
+            if status == Status::StreamEnd {
+                self.ended = true;
+            } else if input.is_empty() && written < room {
+                break;
+            } else if consumed == 0 && written == 0 {
+                // No progress with input left: the data is cut or wrong.
+                return Err(InflateError::Corrupt);
             }
         }
         Ok(())

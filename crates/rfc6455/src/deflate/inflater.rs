@@ -1,42 +1,35 @@
 //! The receive side's decompression state, as the message assembler holds it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::compress::{InflateError, MessageDecompressor};
 use super::negotiate::DeflateParams;
 use crate::config::Role;
 use crate::error::ProtocolError;
 
-/// A [`MessageDecompressor`] created on the first compressed message, so a
-/// connection that negotiated deflate but never receives a compressed message
-/// pays nothing for inflate state.
+/// A [`MessageDecompressor`] for one connection's receive side.
+///
+/// When the peer promised no context takeover the decompressor is
+/// [shared](MessageDecompressor::shared): deflate state is borrowed from the
+/// thread for each message, and an idle connection holds none. Otherwise it is
+/// dedicated, created on the first compressed message and kept.
 #[derive(Debug)]
 pub(crate) struct Inflater {
-    no_context_takeover: bool,
-    state: State,
-}
-
-#[derive(Debug)]
-enum State {
-    /// No history to keep: the next message starts from empty state.
-    Fresh,
-    Ready(MessageDecompressor),
-    /// A clone of an inflater that held history from earlier messages. flate2
-    /// cannot copy that history, and inflating without it can silently
-    /// produce wrong bytes, so every further compressed message is refused.
-    Lost,
+    decompressor: MessageDecompressor,
+    /// A clone of an inflater that held history from earlier messages, or that
+    /// was in the middle of one. flate2 cannot copy deflate state, and
+    /// inflating without it can silently produce wrong bytes, so every further
+    /// compressed message is refused.
+    lost: bool,
 }
 
 impl Clone for Inflater {
     fn clone(&self) -> Self {
-        let state = match self.state {
-            State::Fresh => State::Fresh,
-            State::Ready(_) if self.no_context_takeover => State::Fresh,
-            State::Ready(_) | State::Lost => State::Lost,
-        };
+        let d = &self.decompressor;
+        let history = d.in_message() || (!d.no_context_takeover() && d.holds_state());
         Self {
-            no_context_takeover: self.no_context_takeover,
-            state,
+            decompressor: Self::fresh(d.no_context_takeover()),
+            lost: self.lost || history,
         }
     }
 }
@@ -51,31 +44,51 @@ impl Inflater {
             Role::Client => params.server_no_context_takeover,
         };
         Self {
-            no_context_takeover,
-            state: State::Fresh,
+            decompressor: Self::fresh(no_context_takeover),
+            lost: false,
         }
     }
 
-    /// Inflates one whole message's compressed payload; at most `max_len`
-    /// inflated bytes are accepted.
+    const fn fresh(no_context_takeover: bool) -> MessageDecompressor {
+        if no_context_takeover {
+            MessageDecompressor::shared()
+        } else {
+            MessageDecompressor::new(false)
+        }
+    }
+
+    /// Inflates the next piece of the current message's compressed payload
+    /// into `dst`; at most `max_len` inflated bytes are accepted per message.
     pub(crate) fn inflate(
         &mut self,
-        payload: &[u8],
+        part: &[u8],
         max_len: usize,
-    ) -> Result<Bytes, ProtocolError> {
-        if matches!(self.state, State::Fresh) {
-            self.state = State::Ready(MessageDecompressor::new(self.no_context_takeover));
-        }
-        let State::Ready(decompressor) = &mut self.state else {
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        if self.lost {
             return Err(ProtocolError::InvalidCompressedData);
-        };
-        let mut out = BytesMut::new();
-        decompressor
-            .decompress(payload, max_len, &mut out)
-            .map_err(|e| match e {
-                InflateError::TooLarge { max } => ProtocolError::MessageTooLarge { max },
-                _ => ProtocolError::InvalidCompressedData,
-            })?;
-        Ok(out.freeze())
+        }
+        self.decompressor
+            .decompress_part(part, max_len, dst)
+            .map_err(convert)
+    }
+
+    /// Ends the current message (RFC 7692 §7.2.2's appended tail).
+    pub(crate) fn finish(
+        &mut self,
+        max_len: usize,
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        if self.lost {
+            return Err(ProtocolError::InvalidCompressedData);
+        }
+        self.decompressor.finish(max_len, dst).map_err(convert)
+    }
+}
+
+fn convert(e: InflateError) -> ProtocolError {
+    match e {
+        InflateError::TooLarge { max } => ProtocolError::MessageTooLarge { max },
+        InflateError::Corrupt => ProtocolError::InvalidCompressedData,
     }
 }

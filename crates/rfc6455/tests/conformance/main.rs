@@ -7,6 +7,8 @@
 mod support;
 
 mod close;
+#[cfg(feature = "deflate")]
+mod compression;
 mod fragmentation;
 mod framing;
 mod handshake;
