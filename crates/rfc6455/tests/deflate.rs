@@ -401,3 +401,76 @@ fn a_cloned_reader_refuses_to_inflate_without_the_history() {
         [text("Hello")]
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any text, compressed with or without context takeover, cut into any
+    /// fragments and delivered in any read size, reads back exactly: the
+    /// frame-by-frame inflation does not depend on where frames or reads end.
+    #[test]
+    fn compressed_text_survives_any_fragmentation_and_read_size(
+        texts in proptest::collection::vec("\\PC{0,300}", 1..4),
+        cuts in proptest::collection::vec(0usize..2000, 0..6),
+        chunk in 1usize..200,
+        takeover in proptest::bool::ANY,
+        role in proptest::sample::select(vec![Role::Server, Role::Client]),
+    ) {
+        let params = DeflateParams {
+            server_no_context_takeover: !takeover,
+            client_no_context_takeover: !takeover,
+            ..DeflateParams::default()
+        };
+        let mut compressor = MessageCompressor::new(!takeover);
+        let mut frames = Vec::new();
+        for text in &texts {
+            let mut packed = BytesMut::new();
+            compressor.compress(text.as_bytes(), &mut packed);
+            let packed = packed.freeze();
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (packed.len() + 1)).collect();
+            points.push(0);
+            points.push(packed.len());
+            points.sort_unstable();
+            points.dedup();
+            let pieces: Vec<_> = points.windows(2).map(|w| packed.slice(w[0]..w[1])).collect();
+            let last = pieces.len() - 1;
+            for (i, piece) in pieces.into_iter().enumerate() {
+                let op = if i == 0 { OpCode::Text } else { OpCode::Continuation };
+                frames.push(frame(op, if i == 0 { RSV1 } else { 0 }, i == last, piece));
+            }
+        }
+        let mut r = reader(role, params);
+        let events = read_all(&mut r, &wire(role, &frames), chunk).unwrap();
+        let expected: Vec<Event> = texts.iter().map(|t| text(t)).collect();
+        proptest::prop_assert_eq!(events, expected);
+        proptest::prop_assert!(r.is_idle());
+    }
+
+    /// Arbitrary bytes sent as a compressed message never panic, never yield
+    /// more than the limit, and fail only with a deflate, size or UTF-8 code.
+    #[test]
+    fn arbitrary_compressed_payloads_fail_cleanly(
+        payload in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        text_message in proptest::bool::ANY,
+        chunk in 1usize..64,
+    ) {
+        let op = if text_message { OpCode::Text } else { OpCode::Binary };
+        let bytes = wire(Role::Server, &[frame(op, RSV1, true, payload)]);
+        let cfg = CodecConfig::server().with_max_message_len(4096).with_deflate(DeflateParams::default());
+        match read_all(&mut Reader::new(cfg), &bytes, chunk) {
+            Ok(events) => {
+                for e in events {
+                    if let Event::Message(m) = e {
+                        proptest::prop_assert!(m.as_bytes().len() <= 4096);
+                    }
+                }
+            }
+            Err(e) => proptest::prop_assert!(matches!(
+                e,
+                ProtocolError::InvalidCompressedData
+                    | ProtocolError::InvalidUtf8
+                    | ProtocolError::MessageTooLarge { .. }
+            ), "{e:?}"),
+        }
+    }
+}
