@@ -87,6 +87,9 @@ pub struct MessageAssembler {
     /// between messages, so an idle assembler holds no buffer.
     #[cfg(feature = "deflate")]
     inflated: Option<BytesMut>,
+    /// Sizes of the last message, when it was compressed.
+    #[cfg(feature = "deflate")]
+    last_compressed: Option<crate::deflate::CompressedSize>,
 }
 
 /// A fragmented message still missing its final frame.
@@ -142,6 +145,8 @@ impl MessageAssembler {
             inflater,
             #[cfg(feature = "deflate")]
             inflated: None,
+            #[cfg(feature = "deflate")]
+            last_compressed: None,
         }
     }
 
@@ -192,6 +197,30 @@ impl MessageAssembler {
     #[must_use]
     pub const fn in_message(&self) -> bool {
         self.open.is_some()
+    }
+
+    /// Whether this assembler holds compression history from earlier messages
+    /// (permessage-deflate with the peer's context takeover), which a fresh
+    /// assembler would lack: it must then be kept between messages.
+    #[must_use]
+    pub fn holds_history(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        {
+            self.inflater.as_ref().is_some_and(Inflater::holds_history)
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            false
+        }
+    }
+
+    /// The compressed and inflated sizes of the last message returned, when
+    /// it was compressed (permessage-deflate); `None` after an uncompressed
+    /// one.
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub const fn last_compressed(&self) -> Option<crate::deflate::CompressedSize> {
+        self.last_compressed
     }
 
     /// Checks a data frame's header before its payload is buffered: fragment
@@ -299,8 +328,13 @@ impl MessageAssembler {
         }
         self.header_seen = false;
         #[cfg(feature = "deflate")]
-        if self.compressed {
-            return self.push_compressed(&frame);
+        {
+            if self.compressed {
+                return self.push_compressed(&frame);
+            }
+            if frame.fin {
+                self.last_compressed = None;
+            }
         }
         if self.frame_is_text {
             let fresh = frame.payload.get(self.validated..).unwrap_or_default();
@@ -369,12 +403,16 @@ impl MessageAssembler {
             p.len += frame.payload.len();
             return Ok(None);
         }
-        self.open = None;
+        let wire_len = self.open.take().map_or(0, |p| p.len) + frame.payload.len();
         let inflater = self.inflater.as_mut().ok_or(ProtocolError::ReservedBits)?;
         let out = self.inflated.get_or_insert_with(BytesMut::new);
         let before = out.len();
         inflater.finish(self.max_message_len, out)?;
         let data = self.inflated.take().unwrap_or_default();
+        self.last_compressed = Some(crate::deflate::CompressedSize {
+            compressed: wire_len,
+            inflated: data.len(),
+        });
         if text {
             self.utf8
                 .feed(&data[before..])

@@ -75,6 +75,23 @@ impl Reader {
         !self.decoder.is_mid_frame() && !self.assembler.in_message()
     }
 
+    /// Whether the reader holds compression history from earlier messages
+    /// (permessage-deflate, the peer keeping context) that a fresh `Reader::new` with the
+    /// same configuration would lack. A transport that drops an idle reader to save memory
+    /// and builds a new one for the next bytes must keep it while this is true.
+    #[must_use]
+    pub fn holds_history(&self) -> bool {
+        self.assembler.holds_history()
+    }
+
+    /// The compressed and inflated sizes of the message the last `read` returned, when it
+    /// was compressed (permessage-deflate); `None` after an uncompressed one.
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub const fn last_compressed(&self) -> Option<crate::deflate::CompressedSize> {
+        self.assembler.last_compressed()
+    }
+
     /// The minimum number of further bytes needed to make progress.
     #[must_use]
     pub const fn needed(&self) -> usize {

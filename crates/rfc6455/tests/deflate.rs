@@ -474,3 +474,31 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_reader_reports_compressed_sizes_and_whether_it_keeps_history() {
+    let chat = "{\"type\":\"message\",\"body\":\"hello\"}".repeat(10);
+    for takeover in [false, true] {
+        let params = DeflateParams {
+            server_no_context_takeover: !takeover,
+            client_no_context_takeover: !takeover,
+            ..DeflateParams::default()
+        };
+        let mut w = peer_writer(Role::Server, params);
+        let mut out = BytesMut::new();
+        w.compressed(OpCode::Text, chat.as_bytes(), &mut out)
+            .unwrap();
+        let wire_len = out.len() - 6; // a masked client frame's 2 + 4 header bytes
+        w.text("plain", &mut out).unwrap();
+        let mut r = reader(Role::Server, params);
+        assert!(!r.holds_history(), "nothing before the first message");
+        assert!(matches!(r.read(&mut out).unwrap(), Some(Event::Message(_))));
+        let size = r.last_compressed().expect("a compressed message");
+        assert_eq!((size.compressed, size.inflated), (wire_len, chat.len()));
+        // A server that drops idle readers must keep this one when the client keeps context.
+        assert!(r.is_idle());
+        assert_eq!(r.holds_history(), takeover);
+        assert!(matches!(r.read(&mut out).unwrap(), Some(Event::Message(_))));
+        assert_eq!(r.last_compressed(), None, "an uncompressed message");
+    }
+}

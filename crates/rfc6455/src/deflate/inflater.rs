@@ -57,6 +57,12 @@ impl Inflater {
         }
     }
 
+    /// Whether the decompressor keeps history a fresh one would lack.
+    pub(crate) fn holds_history(&self) -> bool {
+        let d = &self.decompressor;
+        !d.no_context_takeover() && d.holds_state()
+    }
+
     /// Inflates the next piece of the current message's compressed payload
     /// into `dst`; at most `max_len` inflated bytes are accepted per message.
     pub(crate) fn inflate(

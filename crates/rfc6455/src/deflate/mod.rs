@@ -61,6 +61,16 @@ pub(crate) use inflater::Inflater;
 pub(crate) const RSV1: u8 = 0b100;
 
 pub use compress::{InflateError, MessageCompressor, MessageDecompressor};
+
+/// How large a compressed message was on the wire and once inflated; see
+/// [`Reader::last_compressed`](crate::Reader::last_compressed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressedSize {
+    /// Payload bytes received, over all the message's frames.
+    pub compressed: usize,
+    /// Bytes the message inflated to.
+    pub inflated: usize,
+}
 /// flate2's compression level, re-exported for [`MessageCompressor::with_level`].
 pub use flate2::Compression;
 pub use negotiate::{

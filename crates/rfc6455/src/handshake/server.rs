@@ -69,6 +69,39 @@ impl<'a> UpgradeRequest<'a> {
     pub fn accept_key(&self) -> String {
         accept_key(self.key.as_bytes())
     }
+
+    /// The permessage-deflate parameters to agree on under `policy`: the first offer the
+    /// policy accepts (RFC 7692 §5), or `None` when the client offered none or none
+    /// acceptable, or wrote its extension list so badly that it cannot be read (the
+    /// connection then simply goes on uncompressed). Answer with
+    /// `Sec-WebSocket-Extensions:` [`DeflateParams::header_value`](crate::deflate::DeflateParams::header_value)
+    /// among `write_accept`'s extra headers, and configure the reader and writer with it.
+    ///
+    /// ```
+    /// # use rfc6455::{parse_request, validate_upgrade, write_accept, HeadLimits};
+    /// use rfc6455::deflate::DeflatePolicy;
+    /// # let raw = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    /// # Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+    /// # Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+    /// # let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
+    /// let req = validate_upgrade(&head).unwrap();
+    /// let agreed = req.negotiate_deflate(&DeflatePolicy::default()).unwrap();
+    /// let value = agreed.header_value();
+    /// assert_eq!(value, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+    /// let mut out = bytes::BytesMut::new();
+    /// write_accept(&req, None, &[("Sec-WebSocket-Extensions", &value)], &mut out);
+    /// ```
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub fn negotiate_deflate(
+        &self,
+        policy: &crate::deflate::DeflatePolicy,
+    ) -> Option<crate::deflate::DeflateParams> {
+        policy
+            .negotiate(self.extensions.iter().copied())
+            .ok()
+            .flatten()
+    }
 }
 
 /// Computes `Sec-WebSocket-Accept`: base64(SHA-1(key + GUID)) (RFC 6455 §4.2.2).
