@@ -11,6 +11,8 @@
 #            core alone without features (no tokio, no RNG in its dependency tree)
 #   test     cargo test --workspace --all-features (unit, integration and doc tests), after
 #            building the binaries with the same selection perf/smoke.sh uses (one build)
+#   browser  tests/browser/run.sh: the page at / end to end in headless Debian Chromium, driven
+#            by playwright-core against target/debug/chatgroup (built by the test stage)
 #   doc      cargo doc of the library crates with warnings denied (house style §3.10)
 #   benches  cargo build --benches: keeps the criterion benches compiling without running them
 #   fuzz     every cargo-fuzz target for FUZZ_SECONDS, seeded from fuzz/seeds/<target>
@@ -164,12 +166,33 @@ install_node_clients() {
     fi
 }
 
-# Hook for the browser end-to-end tests (the browser-client issue): they will need a headless
-# Chromium. When they land, install it here, skipped when present, e.g.
-#   command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
-# and export its path (CHROME_BIN) for the tests. Not needed yet: no browser test exists.
+# The browser end-to-end tests drive Debian's Chromium (never a browser download) with
+# playwright-core, installed project-locally into tests/browser/node_modules.
+export CHROME_BIN="${CHROME_BIN:-/usr/bin/chromium}"
+
 install_browser() {
-    :
+    if [[ -x "$CHROME_BIN" ]]; then
+        note "chromium: $("$CHROME_BIN" --version 2>/dev/null | head -n 1) already installed"
+    else
+        note "chromium: installing the Debian package"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+        [[ -x "$CHROME_BIN" ]] || {
+            echo "chromium installed but $CHROME_BIN is missing (set CHROME_BIN)" >&2
+            return 1
+        }
+    fi
+    local dir="$ROOT/tests/browser"
+    command -v npm >/dev/null 2>&1 || {
+        echo "npm not found: the browser tests need Node.js 20+ with npm" >&2
+        return 1
+    }
+    local stamp="$dir/node_modules/.package-lock.json"
+    if [[ -d "$dir/node_modules/playwright-core" && -f "$stamp" && "$stamp" -nt "$dir/package-lock.json" ]]; then
+        note "playwright-core: tests/browser/node_modules up to date"
+        return
+    fi
+    note "playwright-core: installing into tests/browser/node_modules"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
 stage_tools() {
@@ -299,6 +322,12 @@ stage_perf() {
     fi
 }
 
+stage_browser() {
+    # The debug binary the test stage built (cargo build --workspace --all-features --bins
+    # --tests), with web/ embedded: the tests check the page that ships.
+    CHATGROUP_BIN="$ROOT/target/debug/chatgroup" bash tests/browser/run.sh
+}
+
 stage_interop() {
     if [[ -f tests/interop/run.sh ]]; then
         bash tests/interop/run.sh
@@ -314,6 +343,7 @@ stage fmt stage_fmt
 stage web stage_web
 stage clippy stage_clippy
 stage test stage_test
+stage browser stage_browser
 stage doc stage_doc
 stage benches stage_benches
 if [[ "$SKIP_FUZZ" == 1 ]]; then

@@ -81,7 +81,12 @@ export class Server {
 
   async start() {
     if (!this.port) this.port = await freePort();
-    const child = spawn(BIN, this.args(), { stdio: ["ignore", "pipe", "pipe"] });
+    // The page the tests see is the one built into the binary (what ships), unless a developer
+    // asks for web/ from disk (edit, re-run, no rebuild) with CHATGROUP_BROWSER_WEB_DIR.
+    const env = { ...process.env };
+    delete env.CHATGROUP_WEB_DIR;
+    const webDir = process.env.CHATGROUP_BROWSER_WEB_DIR ? ["--web-dir", process.env.CHATGROUP_BROWSER_WEB_DIR] : [];
+    const child = spawn(BIN, [...this.args(), ...webDir], { stdio: ["ignore", "pipe", "pipe"], env });
     this.child = child;
     const keep = (chunk) => {
       this.logs.push(chunk.toString());
