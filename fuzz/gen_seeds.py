@@ -13,9 +13,10 @@ branch. Rerunning rewrites the same files.
 import os
 import shutil
 import struct
+import zlib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds")
-TARGETS = ["decode_stream", "assemble_message", "request_head", "response_head", "close_payload"]
+TARGETS = ["decode_stream", "assemble_message", "request_head", "response_head", "close_payload", "inflate_message"]
 
 OP = {"cont": 0x0, "text": 0x1, "bin": 0x2, "close": 0x8, "ping": 0x9, "pong": 0xA}
 KEY = bytes([0x37, 0xFA, 0x21, 0x3D])  # RFC 6455 §5.7
@@ -232,6 +233,57 @@ def close_payload_seeds():
     seed("reason_long_multibyte", close_payload(3000, "é".encode() * 70))
 
 
+def inflate_message():
+    # byte 0: bits 0-1 message limit (16/1000/65536/1 MiB), bits 2-4 chunk (0 = whole,
+    # k = 1 << (k-1)), bit 5 server role, bit 6 context takeover.
+    # Messages: [flags][len][payload], flags = text | compressed << 1 | (fragments-1) << 2
+    # | ping << 5 | compress-it-here << 6 | repeat-64 << 7.
+    def deflate(data, level=6):
+        c = zlib.compressobj(level, zlib.DEFLATED, -15)
+        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        return out[:-4]
+
+    def m(payload, text=True, compressed=True, pieces=1, ping=False, ours=False, repeat=False):
+        flags = (1 if text else 0) | (2 if compressed else 0) | (pieces - 1) << 2
+        flags |= (0x20 if ping else 0) | (0x40 if ours else 0) | (0x80 if repeat else 0)
+        return bytes([flags, len(payload)]) + payload
+
+    def seed(name, messages, limit=1, chunk=0, server=True, takeover=False):
+        conf = limit | chunk << 2 | (0x20 if server else 0) | (0x40 if takeover else 0)
+        write("inflate_message", name, bytes([conf]) + b"".join(messages))
+
+    hello = bytes([0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00])  # RFC 7692 7.2.3.1
+    seed("rfc7692_hello", [m(hello)])
+    seed("rfc7692_hello_client_bytewise", [m(hello, pieces=2)], chunk=1, server=False)
+    seed("rfc7692_shared_window", [m(hello), m(bytes([0xF2, 0x00, 0x11, 0x00, 0x00]))], takeover=True)
+    seed("rfc7692_stored_block", [m(bytes([0x00, 0x05, 0x00, 0xFA, 0xFF]) + b"Hello" + b"\x00")])
+    seed("rfc7692_bfinal", [m(bytes([0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00, 0x00]))])
+    seed("rfc7692_two_blocks", [m(bytes([0xF2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xCA, 0xC9, 0xC9, 0x07, 0x00]))])
+    seed("empty_message", [m(b"\x00"), m(b"", ours=True)])
+    seed("ours_text_fragmented_with_ping", [m("Grüße aus dem Chat ".encode() * 6, pieces=5, ping=True, ours=True)], chunk=3)
+    seed("ours_binary_repeated", [m(bytes(range(200)), text=False, ours=True, repeat=True, pieces=8)], limit=2, chunk=6)
+    seed("ours_takeover_three", [m(b'{"type":"message","body":"hi"}', ours=True)] * 3, takeover=True, chunk=4)
+    seed("ours_over_limit", [m(b"a" * 200, ours=True, repeat=True)], limit=1)
+    seed("zlib_json", [m(deflate(b'{"type":"message","from":"alice","body":"hello there"}' * 3), pieces=3)])
+    seed("zlib_level_1", [m(deflate(b"abcabcabc" * 20, 1), text=False, pieces=2)], chunk=2)
+    seed("zlib_bomb", [m(deflate(bytes(40000), 9), text=False, pieces=4)], limit=1, chunk=5)
+    seed("zlib_bomb_one_frame", [m(deflate(bytes(40000), 9), text=False)], limit=0, chunk=4)
+    seed("zlib_invalid_utf8", [m(deflate(b"ok \xed\xa0\x80 then more text"), pieces=2)], chunk=1)
+    seed("zlib_cut_code_point", [m(deflate("€".encode()[:2]))])
+    seed("reserved_block_type", [m(b"\xff\xff")])
+    seed("stored_length_mismatch", [m(b"\x00\x05\x00\x00\x00H", text=False)])
+    seed("truncated_stream", [m(deflate(b"hello hello hello")[:5])])
+    seed("plain_then_compressed", [m(b"plain", compressed=False), m(hello), m(b"\xff", compressed=False)])
+    seed("plain_over_limit", [m(b"x" * 100, compressed=False, pieces=3)], limit=0)
+    seed("raw_and_ours_mixed", [m(hello), m(b"Hello", ours=True), m(hello)])
+    # Found by fuzzing: bad deflate data after about 8 KiB of output; inflated whole it
+    # reports the bad data first, fed in pieces it crosses the 1000-byte limit first.
+    write("inflate_message", "regress_corrupt_after_much_output", bytes.fromhex(
+        "350e38ecc131010000" "00c2a0f54fed65" "0ba000000000000000006000000000"
+        "00" + "00" * 16 + "000000000000000000801b00"))
+
+
 def main():
     for target in TARGETS:
         shutil.rmtree(os.path.join(ROOT, target), ignore_errors=True)
@@ -241,6 +293,7 @@ def main():
     request_head()
     response_head()
     close_payload_seeds()
+    inflate_message()
 
 
 if __name__ == "__main__":

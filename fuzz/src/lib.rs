@@ -11,5 +11,6 @@ pub mod assemble_message;
 pub mod client_message;
 pub mod close_payload;
 pub mod decode_stream;
+pub mod inflate_message;
 pub mod request_head;
 pub mod response_head;

@@ -17,6 +17,10 @@ mod close_payload;
 #[allow(unreachable_pub)]
 #[path = "../../../fuzz/src/decode_stream.rs"]
 mod decode_stream;
+#[cfg(feature = "deflate")]
+#[allow(unreachable_pub)]
+#[path = "../../../fuzz/src/inflate_message.rs"]
+mod inflate_message;
 #[allow(unreachable_pub)]
 #[path = "../../../fuzz/src/request_head.rs"]
 mod request_head;
@@ -55,6 +59,12 @@ fn assemble_message_seeds() {
     replay("assemble_message", assemble_message::check);
 }
 
+#[cfg(feature = "deflate")]
+#[test]
+fn inflate_message_seeds() {
+    replay("inflate_message", inflate_message::check);
+}
+
 #[test]
 fn request_head_seeds() {
     replay("request_head", request_head::check);
@@ -74,10 +84,13 @@ fn close_payload_seeds() {
 /// without seeds (or without a replay here) fails this test.
 #[test]
 fn every_fuzz_target_has_seeds() {
+    // inflate_message is replayed only with the `deflate` feature (as the
+    // workspace's tests run), but its seeds must exist either way.
     let replayed = [
         "assemble_message",
         "close_payload",
         "decode_stream",
+        "inflate_message",
         "request_head",
         "response_head",
     ];
