@@ -189,6 +189,28 @@ test("logging out lands on the login screen, and a reload stays logged in", asyn
   await alice.page.getByTestId("login-username").waitFor();
 });
 
+test("a session the server refuses (close 4001, refresh refused) lands on the login screen, not in a reconnect loop", async () => {
+  const page = bob.page;
+  // Both tokens become worthless: the socket is closed with 4001, the refresh answers 401.
+  bob.expectRefusedRefresh = true;
+  await page.evaluate(() => {
+    const s = JSON.parse(localStorage.getItem("chatgroup.session"));
+    localStorage.setItem("chatgroup.session", JSON.stringify({ ...s, accessToken: "not.a.token", refreshToken: "spent", expiresAt: Date.now() + 3_600_000 }));
+  });
+  let sockets = 0;
+  page.on("websocket", () => sockets++);
+  await page.reload();
+  await page.getByTestId("login-error").filter({ hasText: "session has ended" }).waitFor();
+  assert.equal(await page.getByTestId("login-username").isVisible(), true);
+  const settled = sockets;
+  await page.waitForTimeout(2500); // longer than the first backoff steps: nothing reconnects
+  assert.equal(sockets, settled, "no reconnect after the session ended");
+  assert.ok(settled <= 2, `one attempt with the old token (and one after a renewal at most), got ${settled}`);
+  // Logging in again works in the same page.
+  await bob.login();
+  await bob.conversation("alice").waitFor();
+});
+
 test("no console errors or page errors on any page", () => {
   for (const p of people) assert.deepEqual(p.errors, [], `${p.username}'s page`);
 });

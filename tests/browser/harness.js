@@ -181,10 +181,14 @@ export class Person {
     this.errors = [];
     /** Set while the server is deliberately down: a refused WebSocket is expected then. */
     this.expectSocketFailures = false;
+    /** Set while a test spoils the session on purpose: the refresh is refused with 401. */
+    this.expectRefusedRefresh = false;
     page.on("console", (msg) => {
       if (msg.type() !== "error") return;
       const text = msg.text();
       if (this.expectSocketFailures && /^WebSocket connection to 'ws:\/\/127\.0\.0\.1:\d+\/ws' failed/.test(text)) return;
+      // The refused refresh of a deliberately spoiled session is the browser's own log line.
+      if (this.expectRefusedRefresh && text === "Failed to load resource: the server responded with a status of 401 (Unauthorized)" && msg.location().url.endsWith("/api/token/refresh")) return;
       this.errors.push(`console: ${text}`);
     });
     page.on("pageerror", (error) => this.errors.push(`pageerror: ${error.message}`));

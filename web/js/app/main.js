@@ -60,7 +60,19 @@ byId("login-form").addEventListener("submit", async (event) => {
 
 // -- the chat ----------------------------------------------------------------------------------
 
+/** Whether this page load already built the chat once (its listeners are bound to the DOM). */
+let built = false;
+
 function startApp() {
+  if (built) {
+    // A second sign-in in the same page load (after a logout or an ended session): start from
+    // a clean page rather than bind a second set of handlers to the same elements. The new
+    // session is in storage, so the reload opens straight into the chat.
+    location.hash = "";
+    location.reload();
+    return;
+  }
+  built = true;
   byId("login").hidden = true;
   byId("app").hidden = false;
   const me = session.user;
