@@ -160,6 +160,33 @@ test("screenshots of the chat view at desktop and phone size", async () => {
   await bob.page.getByTestId("back").click();
   await bob.openConversation("Weekend trip");
   await bob.page.locator('[data-testid="message-body"]', { hasText: "leaving at 8:30" }).waitFor();
+  // A picture, drawn on a canvas in alice's page: shown inline on both pages (fetched with
+  // the token into a blob: URL, which the CSP allows for images).
+  const png = Buffer.from(
+    await alice.page.evaluate(() => {
+      const canvas = document.createElement("canvas");
+      canvas.width = 480;
+      canvas.height = 270;
+      const g = canvas.getContext("2d");
+      const sky = g.createLinearGradient(0, 0, 0, 270);
+      sky.addColorStop(0, "#ffb36b");
+      sky.addColorStop(1, "#6b8cff");
+      g.fillStyle = sky;
+      g.fillRect(0, 0, 480, 270);
+      g.fillStyle = "#fff3c4";
+      g.beginPath();
+      g.arc(240, 190, 60, 0, Math.PI * 2);
+      g.fill();
+      g.fillStyle = "#2c3e66";
+      g.fillRect(0, 210, 480, 60);
+      return canvas.toDataURL("image/png").split(",")[1];
+    }),
+    "base64",
+  );
+  await alice.page.getByTestId("file-input").setInputFiles({ name: "sunrise.png", mimeType: "image/png", buffer: png });
+  const picture = bob.page.locator('[data-testid="image-preview"]');
+  await picture.waitFor();
+  await eventually(() => picture.evaluate((img) => img.complete && img.naturalWidth === 480), "bob's page to show the picture");
   await bob.send("Perfect. I'll bring coffee for everyone");
   await alice.page.locator('[data-testid="message-body"]', { hasText: "coffee for everyone" }).waitFor();
   await alice.status("Forecast says sunny ☀️ — leaving at 8:30 from the station").and(alice.page.locator('[data-status="read"]')).waitFor();

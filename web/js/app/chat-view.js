@@ -20,11 +20,13 @@ export class ChatView {
    * @param {object} options
    * @param {import("./client.js").ChatClient} options.client
    * @param {(fileMessage: object) => void} options.onDownload
+   * @param {(fileId: number) => Promise<string>} options.imageUrl a blob: URL of an image file
    * @param {(kind: string) => void} options.onAction "members"
    */
-  constructor({ client, onDownload, onAction }) {
+  constructor({ client, onDownload, onAction, imageUrl }) {
     this.client = client;
     this.onDownload = onDownload;
+    this.imageUrl = imageUrl;
     this.onAction = onAction;
     this.el = {
       pane: document.getElementById("chat"),
@@ -298,6 +300,14 @@ export class ChatView {
         download,
       ]);
       const progress = h("progress", { class: "upload-progress", data: { testid: "upload-progress" }, attrs: { max: "1", value: "0" } });
+      if (isPreviewable(m.file)) {
+        // A fixed 16:9 box (the picture covers it): nothing moves when it arrives.
+        const img = h("img", { class: "file-preview", attrs: { alt: name }, data: { testid: "image-preview" } });
+        img.addEventListener("load", () => img.classList.add("loaded"));
+        img.addEventListener("click", () => this.onDownload(el.message));
+        bubble.append(img);
+        el.classList.add("has-preview");
+      }
       bubble.append(card, progress);
     } else {
       bubble.append(h("div", { class: "body", text: m.body, data: { testid: "message-body" } }));
@@ -340,6 +350,20 @@ export class ChatView {
       progress.hidden = !upload || upload.state === "failed";
       if (upload) progress.value = upload.size ? upload.sent / upload.size : 1;
       el.querySelector(".file-download").hidden = Boolean(m.pending) || m.file?.id == null;
+      const img = el.querySelector(".file-preview");
+      if (img && !img.dataset.loading) {
+        // The picture itself: from the file being sent, or fetched (with the token) once known.
+        if (upload) {
+          img.dataset.loading = "local";
+          img.src = URL.createObjectURL(upload.file);
+        } else if (m.file?.id != null) {
+          img.dataset.loading = "remote";
+          this.imageUrl(m.file.id).then(
+            (url) => (img.src = url),
+            () => {},
+          );
+        }
+      }
     }
     if (m.sender !== this.client.me) return;
     const ticks = this.client.ticks(m);
@@ -372,4 +396,9 @@ export class ChatView {
     input.style.height = "auto";
     input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
   }
+}
+
+/** Pictures shown inline: common raster types, small enough to fetch without asking. */
+function isPreviewable(file) {
+  return Boolean(file && /^image\/(png|jpeg|gif|webp|avif)$/.test(file.mime ?? "") && (file.size ?? 0) <= 8_000_000);
 }

@@ -85,6 +85,7 @@ function startApp() {
   const chat = new ChatView({
     client,
     onDownload: (m) => download(m),
+    imageUrl: (fileId) => imageUrl(fileId),
     onAction: (kind) => kind === "members" && client.open != null && dialogs.openMembers(client.open),
   });
   app = { client, list, chat, dialogs, bannerTimer: null };
@@ -178,6 +179,18 @@ function startApp() {
   function updateTitle() {
     const c = client.open != null ? client.conversations.get(client.open) : null;
     document.title = tabTitle(client.totalUnread(), c?.name ?? null);
+  }
+
+  /** @type {Map<number, Promise<string>>} blob: URLs of pictures, fetched once per page */
+  const images = new Map();
+  function imageUrl(fileId) {
+    let url = images.get(fileId);
+    if (!url) {
+      url = session.api(`/api/files/${fileId}`, { raw: true }).then((r) => r.blob()).then((b) => URL.createObjectURL(b));
+      url.catch(() => images.delete(fileId));
+      images.set(fileId, url);
+    }
+    return url;
   }
 
   async function download(m) {
