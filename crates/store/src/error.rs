@@ -1,5 +1,5 @@
-//! The store's one error type, and the crate-private plumbing that turns SQLite's errors into
-//! it without letting `rusqlite` show in the public API.
+//! The store's one error type, and the crate-private plumbing that turns SQLite's and
+//! PostgreSQL's errors into it without letting either driver show in the public API.
 
 use chatgroup_protocol::ErrorCode;
 
@@ -50,12 +50,48 @@ impl StoreError {
 }
 
 /// An operation's failure inside the crate: a refusal the caller should see as is, or a raw
-/// SQLite error that becomes [`StoreError::Db`] at the edge. Keeping the two apart lets `?`
-/// work on both without a public `From<rusqlite::Error>` impl, which would leak the backend.
+/// driver error that becomes [`StoreError::Db`] at the edge. Keeping them apart lets `?`
+/// work on all without a public `From<rusqlite::Error>` impl, which would leak the backend,
+/// and lets the PostgreSQL writer tell a conflict worth retrying from a real failure.
 #[derive(Debug)]
 pub(crate) enum Fail {
     Store(StoreError),
     Sql(rusqlite::Error),
+    Pg(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Pg(e)
+    }
+}
+
+impl Fail {
+    /// True for PostgreSQL errors that a concurrent transaction caused and that running the
+    /// same transaction again can clear: a serialization failure, a deadlock, or a unique
+    /// violation from a row another node committed meanwhile.
+    pub(crate) fn is_retryable(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        let Fail::Pg(e) = self else { return false };
+        e.code().is_some_and(|c| {
+            *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::UNIQUE_VIOLATION
+        })
+    }
+}
+
+/// A PostgreSQL error as text: the server's message when there is one (the driver's own
+/// `Display` says only "db error"). Never contains the connection's password: neither the
+/// driver nor the server repeats it.
+pub(crate) fn pg_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 impl From<StoreError> for Fail {
@@ -75,6 +111,7 @@ impl From<Fail> for StoreError {
         match f {
             Fail::Store(e) => e,
             Fail::Sql(e) => StoreError::Db(e.to_string()),
+            Fail::Pg(e) => StoreError::Db(pg_text(&e)),
         }
     }
 }

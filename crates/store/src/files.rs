@@ -2,7 +2,9 @@
 //! and the post that turns a finished upload into a file message.
 //!
 //! The store keeps only metadata; the bytes are the server's business (it writes them under
-//! the data directory and tells the store when they are complete). An upload is a `files`
+//! the data directory and tells the store when they are complete). With PostgreSQL that is
+//! each node's own data directory for now: a file is served by the node that took the
+//! upload, until the files move to storage every node shares (issue 12's next slice). An upload is a `files`
 //! row without `completed_at`; posting it sets `completed_at` and stores a message of kind
 //! [`MessageKind::File`] whose `file_id` points at the row, in one transaction, so a file
 //! message always names a complete file and a complete file always has its message.
@@ -12,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::Res;
 use crate::queries::{sql, unsql};
+use crate::store::Reads;
 use crate::writer::Command;
 use crate::{AppendRequest, Origin, Store, StoreError};
 
@@ -272,7 +275,10 @@ impl Store {
     ///
     /// Only [`StoreError::Db`].
     pub async fn file(&self, id: u64) -> Result<Option<StoredFile>, StoreError> {
-        self.readers().run(move |c| file_row(c, id)).await
+        match self.reads() {
+            Reads::Sqlite(r) => r.run(move |c| file_row(c, id)).await,
+            Reads::Postgres(p) => p.file(id).await,
+        }
     }
 
     /// Up to `limit` unfinished uploads started before `before`, oldest first: the candidates
@@ -286,21 +292,24 @@ impl Store {
         before: Millis,
         limit: usize,
     ) -> Result<Vec<StoredFile>, StoreError> {
-        self.readers()
-            .run(move |c| {
-                let mut stmt = c.prepare_cached(&format!(
-                    "SELECT {FILE_ROW} FROM files
+        let r = match self.reads() {
+            Reads::Sqlite(r) => r,
+            Reads::Postgres(p) => return p.unfinished_uploads(before, limit).await,
+        };
+        r.run(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {FILE_ROW} FROM files
                      WHERE completed_at IS NULL AND created_at < ?1 ORDER BY created_at LIMIT ?2"
-                ))?;
-                let rows = stmt
-                    .query_map(
-                        params![before, crate::queries::sql_limit(limit)],
-                        stored_file,
-                    )?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(rows)
-            })
-            .await
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![before, crate::queries::sql_limit(limit)],
+                    stored_file,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
     }
 }
 

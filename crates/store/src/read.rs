@@ -142,7 +142,7 @@ pub(crate) fn search_users(
 }
 
 /// `s` with LIKE's wildcards (and the escape character itself) escaped by `\`.
-fn escape_like(s: &str) -> String {
+pub(crate) fn escape_like(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -12,16 +12,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::checkpoint;
 use crate::error::Res;
 use crate::marks::Board;
+use crate::pg;
 use crate::read::{self, Readers};
 use crate::schema;
 use crate::writer::{Command, Reply, Sink, Stats, Writer};
-use crate::{AppendRequest, Committed, StoreConfig, StoreError, StoreStats, UserAuth};
+use crate::{AppendRequest, Backend, Committed, StoreConfig, StoreError, StoreStats, UserAuth};
 
 /// The handle to chatgroup's database: users, refresh tokens, conversations, messages.
 ///
 /// Cheap to clone (an `Arc` inside). Writes go, through a bounded queue, to one writer thread
-/// that commits them in batches; reads run on a pool of read-only connections on tokio's
-/// blocking pool. Every method must be awaited inside a tokio runtime.
+/// that commits them in batches; reads run on a pool of connections (SQLite's read-only ones
+/// on tokio's blocking pool, or PostgreSQL's). Every method must be awaited inside a tokio
+/// runtime. Which database it runs on ([`Backend`]) shows nowhere else in the API.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -29,7 +31,7 @@ pub struct Store {
 
 struct Inner {
     commands: mpsc::Sender<Command>,
-    readers: Readers,
+    reads: Reads,
     epoch: String,
     jwt_secret: Vec<u8>,
     stats: Arc<Stats>,
@@ -37,7 +39,18 @@ struct Inner {
     /// Becomes `true` when the writer has committed its last batch and checkpointed.
     done: watch::Receiver<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    path: std::path::PathBuf,
+    /// The database file, or the URL without its password: for `Debug`.
+    location: String,
+}
+
+/// Where reads go. The writes need no such switch: both backends' writers take the same
+/// [`Command`]s from the same queue.
+#[derive(Debug)]
+pub(crate) enum Reads {
+    /// Read-only SQLite connections.
+    Sqlite(Readers),
+    /// PostgreSQL's read pool.
+    Postgres(pg::read::Reads),
 }
 
 /// Takes the data directory's lock file (`chatgroup.lock`), or says who holds it.
@@ -65,7 +78,7 @@ fn lock_dir(dir: &std::path::Path) -> Res<std::fs::File> {
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.inner.path)
+            .field("database", &self.inner.location)
             .field("epoch", &self.inner.epoch)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
@@ -73,9 +86,13 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) `<dir>/chatgroup.db`: creates the directory, migrates the
-    /// schema, switches to WAL, starts the writer thread (`store-writer`) and opens
-    /// `cfg.readers` read-only connections.
+    /// Opens the database `cfg.backend` names and starts the writer thread (`store-writer`).
+    ///
+    /// With [`Backend::Sqlite`], opens (creating if needed) `<dir>/chatgroup.db`: creates the
+    /// directory, migrates the schema, switches to WAL and opens `cfg.readers` read-only
+    /// connections. With [`Backend::Postgres`], connects the writer, migrates the schema
+    /// (one node at a time) and sets up a pool of `cfg.readers` connections. Blocks while it
+    /// connects: call it from a blocking context (`spawn_blocking`) in a server.
     ///
     /// `sink` is called on the writer thread after each batch commits, once per event, in
     /// commit order. If it blocks, the writer waits: that is the intended backpressure. So
@@ -85,17 +102,50 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Db`] if the directory or database cannot be created or opened, or if
-    /// the database was written by a newer build (its schema version is higher than this
-    /// build knows).
+    /// [`StoreError::Db`] if the directory or database cannot be created, opened or reached,
+    /// or if the database was written by a newer build (its schema version is higher than
+    /// this build knows).
     pub fn open(
         cfg: StoreConfig,
         sink: Box<dyn FnMut(Committed) + Send>,
     ) -> Result<Store, StoreError> {
-        Self::open_inner(&cfg, sink).map_err(StoreError::from)
+        match &cfg.backend {
+            Backend::Sqlite => Self::open_sqlite(&cfg, sink),
+            Backend::Postgres(url) => Self::open_postgres(&cfg, url, sink),
+        }
+        .map_err(StoreError::from)
     }
 
-    fn open_inner(cfg: &StoreConfig, sink: Sink) -> Res<Store> {
+    fn open_postgres(cfg: &StoreConfig, url: &crate::DatabaseUrl, sink: Sink) -> Res<Store> {
+        let stats = Arc::new(Stats::default());
+        let board = Arc::new(Board::default());
+        let (commands, queue) = mpsc::channel(cfg.queue_depth.max(1));
+        let (done_tx, done) = watch::channel(false);
+        let opened = pg::open(
+            cfg,
+            url,
+            sink,
+            queue,
+            done_tx,
+            Arc::clone(&stats),
+            Arc::clone(&board),
+        )?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                commands,
+                reads: Reads::Postgres(opened.reads),
+                epoch: opened.epoch,
+                jwt_secret: opened.jwt_secret,
+                stats,
+                board,
+                done,
+                writer: Mutex::new(Some(opened.writer)),
+                location: url.redacted(),
+            }),
+        })
+    }
+
+    fn open_sqlite(cfg: &StoreConfig, sink: Sink) -> Res<Store> {
         std::fs::create_dir_all(&cfg.dir).map_err(|e| {
             StoreError::Db(format!(
                 "cannot create the data directory {}: {e}",
@@ -139,14 +189,14 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 commands,
-                readers,
+                reads: Reads::Sqlite(readers),
                 epoch,
                 jwt_secret,
                 stats,
                 board,
                 done,
                 writer: Mutex::new(Some(handle)),
-                path,
+                location: path.display().to_string(),
             }),
         })
     }
@@ -206,9 +256,9 @@ impl Store {
         answer.await.unwrap_or(Err(StoreError::Closed))
     }
 
-    /// The read-only connections, for read queries defined in other modules.
-    pub(crate) fn readers(&self) -> &Readers {
-        &self.inner.readers
+    /// Where reads go, for read queries defined in other modules.
+    pub(crate) fn reads(&self) -> &Reads {
+        &self.inner.reads
     }
 
     // ---- writes ----
@@ -504,11 +554,13 @@ impl Store {
     ///
     /// Only [`StoreError::Db`].
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserAuth>, StoreError> {
-        let username = username.to_owned();
-        self.inner
-            .readers
-            .run(move |c| read::user_by_name(c, &username))
-            .await
+        match self.reads() {
+            Reads::Sqlite(r) => {
+                let username = username.to_owned();
+                r.run(move |c| read::user_by_name(c, &username)).await
+            }
+            Reads::Postgres(p) => p.user_by_name(username).await,
+        }
     }
 
     /// A user by id.
@@ -517,10 +569,10 @@ impl Store {
     ///
     /// Only [`StoreError::Db`].
     pub async fn user(&self, id: UserId) -> Result<Option<UserInfo>, StoreError> {
-        self.inner
-            .readers
-            .run(move |c| crate::queries::user(c, id))
-            .await
+        match self.reads() {
+            Reads::Sqlite(r) => r.run(move |c| crate::queries::user(c, id)).await,
+            Reads::Postgres(p) => p.user(id).await,
+        }
     }
 
     /// Users by username (any letter case), in the order asked.
@@ -529,11 +581,13 @@ impl Store {
     ///
     /// `NotFound("user")` if any of them does not exist.
     pub async fn users_by_names(&self, names: &[String]) -> Result<Vec<UserInfo>, StoreError> {
-        let names = names.to_vec();
-        self.inner
-            .readers
-            .run(move |c| read::users_by_names(c, &names))
-            .await
+        match self.reads() {
+            Reads::Sqlite(r) => {
+                let names = names.to_vec();
+                r.run(move |c| read::users_by_names(c, &names)).await
+            }
+            Reads::Postgres(p) => p.users_by_names(names).await,
+        }
     }
 
     /// Up to `limit` users whose name starts with `prefix` (any letter case; `%` and `_` are
@@ -547,11 +601,13 @@ impl Store {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<UserInfo>, StoreError> {
-        let prefix = prefix.to_owned();
-        self.inner
-            .readers
-            .run(move |c| read::search_users(c, &prefix, limit))
-            .await
+        match self.reads() {
+            Reads::Sqlite(r) => {
+                let prefix = prefix.to_owned();
+                r.run(move |c| read::search_users(c, &prefix, limit)).await
+            }
+            Reads::Postgres(p) => p.search_users(prefix, limit).await,
+        }
     }
 
     /// The members of conversation `id` as `user` may see them, each with when they were
@@ -565,10 +621,10 @@ impl Store {
         user: UserId,
         id: ConversationId,
     ) -> Result<Vec<(UserInfo, Option<Millis>)>, StoreError> {
-        self.inner
-            .readers
-            .run(move |c| read::member_presence(c, user, id))
-            .await
+        match self.reads() {
+            Reads::Sqlite(r) => r.run(move |c| read::member_presence(c, user, id)).await,
+            Reads::Postgres(p) => p.member_presence(user, id).await,
+        }
     }
 
     /// `user`'s conversations, most recent activity first, each with its members, last
@@ -579,10 +635,10 @@ impl Store {
     ///
     /// Only [`StoreError::Db`].
     pub async fn conversations(&self, user: UserId) -> Result<Vec<ConversationInfo>, StoreError> {
-        self.inner
-            .readers
-            .run(move |c| read::conversations(c, user))
-            .await
+        match self.reads() {
+            Reads::Sqlite(r) => r.run(move |c| read::conversations(c, user)).await,
+            Reads::Postgres(p) => p.conversations(user).await,
+        }
     }
 
     /// One conversation as `user` sees it.
@@ -595,10 +651,10 @@ impl Store {
         user: UserId,
         id: ConversationId,
     ) -> Result<ConversationInfo, StoreError> {
-        self.inner
-            .readers
-            .run(move |c| read::conversation(c, user, id))
-            .await
+        match self.reads() {
+            Reads::Sqlite(r) => r.run(move |c| read::conversation(c, user, id)).await,
+            Reads::Postgres(p) => p.conversation(user, id).await,
+        }
     }
 
     /// Whether `user` is a member of `id` (an unknown conversation has no members).
@@ -607,10 +663,10 @@ impl Store {
     ///
     /// Only [`StoreError::Db`].
     pub async fn is_member(&self, user: UserId, id: ConversationId) -> Result<bool, StoreError> {
-        self.inner
-            .readers
-            .run(move |c| read::is_member(c, user, id))
-            .await
+        match self.reads() {
+            Reads::Sqlite(r) => r.run(move |c| read::is_member(c, user, id)).await,
+            Reads::Postgres(p) => p.is_member(user, id).await,
+        }
     }
 
     /// Up to `limit` messages with seq after `after`, ascending.
@@ -625,10 +681,13 @@ impl Store {
         after: Seq,
         limit: usize,
     ) -> Result<Vec<MessageView>, StoreError> {
-        self.inner
-            .readers
-            .run(move |c| read::messages_after(c, user, id, after, limit))
-            .await
+        match self.reads() {
+            Reads::Sqlite(r) => {
+                r.run(move |c| read::messages_after(c, user, id, after, limit))
+                    .await
+            }
+            Reads::Postgres(p) => p.messages_after(user, id, after, limit).await,
+        }
     }
 
     /// The page of up to `limit` messages just before `before` (`None`: the newest), in
@@ -644,10 +703,13 @@ impl Store {
         before: Option<Seq>,
         limit: usize,
     ) -> Result<(Vec<MessageView>, bool), StoreError> {
-        self.inner
-            .readers
-            .run(move |c| read::history(c, user, id, before, limit))
-            .await
+        match self.reads() {
+            Reads::Sqlite(r) => {
+                r.run(move |c| read::history(c, user, id, before, limit))
+                    .await
+            }
+            Reads::Postgres(p) => p.history(user, id, before, limit).await,
+        }
     }
 
     /// The conversation's last committed seq (0 if empty).
@@ -656,11 +718,15 @@ impl Store {
     ///
     /// [`StoreError::NotFound`].
     pub async fn last_seq(&self, id: ConversationId) -> Result<Seq, StoreError> {
-        self.inner.readers.run(move |c| read::last_seq(c, id)).await
+        match self.reads() {
+            Reads::Sqlite(r) => r.run(move |c| read::last_seq(c, id)).await,
+            Reads::Postgres(p) => p.last_seq(id).await,
+        }
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` in lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes
         .iter()

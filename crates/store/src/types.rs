@@ -147,6 +147,10 @@ pub struct StoreStats {
     /// Batches whose commit failed; every operation in them was answered with
     /// [`StoreError::Db`].
     pub failed_batches: u64,
+    /// Batch attempts rolled back and run again because they conflicted with another node's
+    /// transaction (a deadlock, a serialization failure, a unique key committed meanwhile);
+    /// PostgreSQL only.
+    pub retries: u64,
 }
 
 /// `info` as `viewer` sees it: a direct chat is named after its other member.

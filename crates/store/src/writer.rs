@@ -126,28 +126,47 @@ pub(crate) struct Stats {
     commits: AtomicU64,
     ops: AtomicU64,
     failed_batches: AtomicU64,
+    retries: AtomicU64,
 }
 
 impl Stats {
+    /// Counts a committed batch of `ops` operations.
+    pub(crate) fn committed(&self, ops: u64) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.ops.fetch_add(ops, Ordering::Relaxed);
+    }
+
+    /// Counts an attempt run again after a conflict.
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a batch that failed.
+    pub(crate) fn failed(&self) {
+        self.failed_batches.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> StoreStats {
         StoreStats {
             commits: self.commits.load(Ordering::Relaxed),
             ops: self.ops.load(Ordering::Relaxed),
             failed_batches: self.failed_batches.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
         }
     }
 }
 
-/// What the writer knows about a conversation between statements.
+/// What the writer knows about a conversation between statements (PostgreSQL's writer
+/// holds the same, for the conversations its batch has locked).
 #[derive(Debug, Clone)]
-struct ConvState {
-    kind: ConversationKind,
-    owner: Option<UserId>,
-    last_seq: Seq,
-    last_ts: Millis,
-    members: HashSet<UserId>,
+pub(crate) struct ConvState {
+    pub(crate) kind: ConversationKind,
+    pub(crate) owner: Option<UserId>,
+    pub(crate) last_seq: Seq,
+    pub(crate) last_ts: Millis,
+    pub(crate) members: HashSet<UserId>,
     /// `last_seq`/`last_ts` changed in this batch and must be written before `COMMIT`.
-    dirty: bool,
+    pub(crate) dirty: bool,
 }
 
 /// Past this many cached conversations (or usernames) the cache is dropped between batches, so
@@ -253,7 +272,7 @@ struct Batch {
 }
 
 /// How an append turned out.
-enum Appended {
+pub(crate) enum Appended {
     New {
         id: MessageId,
         seq: Seq,
@@ -265,12 +284,12 @@ enum Appended {
 }
 
 /// What an awaited append answers: the message, and whether it was a duplicate.
-type AppendResult = Result<(MessageView, bool), StoreError>;
+pub(crate) type AppendResult = Result<(MessageView, bool), StoreError>;
 
 /// What became of an append: the event for the sink and, when `answer` (someone awaits
 /// it), the caller's result. `file` is the file a file message shares. Shared by text and
 /// file appends so both report the same way.
-fn appended_event(
+pub(crate) fn appended_event(
     req: AppendRequest,
     outcome: Appended,
     file: Option<chatgroup_protocol::FileInfo>,
@@ -444,8 +463,7 @@ impl Writer {
                         s.dirty = false;
                     }
                 }
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.stats.ops.fetch_add(batch.ops, Ordering::Relaxed);
+                self.stats.committed(batch.ops);
                 if let Some((nudge, _)) = &self.checkpoints {
                     // A full channel means a nudge is already pending: nothing to add.
                     let _ = nudge.try_send(());
@@ -487,7 +505,7 @@ impl Writer {
     /// answer is the sink, are rejected there; attaches are answered from the committed state,
     /// which the failed batch did not change.
     fn fail_batch(&mut self, batch: Batch, err: &StoreError) {
-        self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.failed();
         for event in batch.events {
             let rejected = match event {
                 Committed::Message {
@@ -1292,7 +1310,7 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-fn check_member(state: &ConvState, user: UserId) -> Res<()> {
+pub(crate) fn check_member(state: &ConvState, user: UserId) -> Res<()> {
     if state.members.contains(&user) {
         Ok(())
     } else {
@@ -1300,7 +1318,7 @@ fn check_member(state: &ConvState, user: UserId) -> Res<()> {
     }
 }
 
-fn check_group(state: &ConvState) -> Res<()> {
+pub(crate) fn check_group(state: &ConvState) -> Res<()> {
     match state.kind {
         ConversationKind::Group => Ok(()),
         ConversationKind::Direct => Err(StoreError::Invalid(
@@ -1311,7 +1329,7 @@ fn check_group(state: &ConvState) -> Res<()> {
 }
 
 /// A group name: 1 to 64 characters once trimmed.
-fn group_name(name: &str) -> Res<&str> {
+pub(crate) fn group_name(name: &str) -> Res<&str> {
     let name = name.trim();
     let chars = name.chars().count();
     if (1..=64).contains(&chars) {
