@@ -1,7 +1,7 @@
 use chatgroup_protocol::{ConversationId, ConversationKind, MessageKind, Seq, SystemEvent, UserId};
 use chatgroup_store::{Committed, StoreError};
 
-use crate::support::{open, tempdir, text};
+use crate::support::{on_both, text, Db};
 
 fn ids(users: &[chatgroup_protocol::UserInfo]) -> Vec<UserId> {
     users.iter().map(|u| u.id).collect()
@@ -26,10 +26,8 @@ fn system(e: &Committed) -> (&SystemEvent, Seq, &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_creation_adds_members_before_the_created_message() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn group_creation_adds_members_before_the_created_message(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let carol = h.user("carol").await;
@@ -85,10 +83,8 @@ async fn group_creation_adds_members_before_the_created_message() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_creation_is_validated() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn group_creation_is_validated(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     for bad in ["", "   ", &"x".repeat(65)] {
         assert!(
@@ -116,10 +112,8 @@ async fn group_creation_is_validated() {
     assert!(h.drain().is_empty(), "a refused operation emits nothing");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn direct_chats_are_created_once() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn direct_chats_are_created_once(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
 
@@ -190,10 +184,8 @@ async fn direct_chats_are_created_once() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_owner_adds_and_removes() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn only_the_owner_adds_and_removes(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let carol = h.user("carol").await;
@@ -309,10 +301,8 @@ async fn only_the_owner_adds_and_removes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leaving_passes_ownership_to_the_longest_standing_member() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn leaving_passes_ownership_to_the_longest_standing_member(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let carol = h.user("carol").await;
@@ -383,10 +373,8 @@ async fn leaving_passes_ownership_to_the_longest_standing_member() {
     assert_eq!(h.store.last_seq(g).await.unwrap(), Seq(10));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn any_member_renames_a_group() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn any_member_renames_a_group(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let eve = h.user("eve").await;
@@ -439,10 +427,8 @@ async fn any_member_renames_a_group() {
     assert!(h.drain().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn non_members_are_refused_everywhere() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn non_members_are_refused_everywhere(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let eve = h.user("eve").await;
@@ -532,10 +518,8 @@ async fn non_members_are_refused_everywhere() {
     assert_eq!(h.store.last_seq(g).await.unwrap(), Seq(1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conversation_list_orders_by_activity_and_counts_unread() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn conversation_list_orders_by_activity_and_counts_unread(db: Db) {
+    let h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let g1 = h
@@ -603,10 +587,8 @@ async fn conversation_list_orders_by_activity_and_counts_unread() {
     assert_eq!(bobs.unread, 2, "alice's created message and her hi");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attach_reports_memberships_in_commit_order() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn attach_reports_memberships_in_commit_order(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     h.store.attach(bob.id, 7).await.unwrap();
@@ -638,3 +620,15 @@ async fn attach_reports_memberships_in_commit_order() {
         ]
     );
 }
+
+on_both!(
+    group_creation_adds_members_before_the_created_message,
+    group_creation_is_validated,
+    direct_chats_are_created_once,
+    only_the_owner_adds_and_removes,
+    leaving_passes_ownership_to_the_longest_standing_member,
+    any_member_renames_a_group,
+    non_members_are_refused_everywhere,
+    conversation_list_orders_by_activity_and_counts_unread,
+    attach_reports_memberships_in_commit_order,
+);

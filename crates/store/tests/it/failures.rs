@@ -1,21 +1,22 @@
-//! Batches that cannot commit. SQLite gives no fault injection, so the tests plant triggers in
-//! the database file: one that makes SQLite roll the whole transaction back mid-batch, and one
-//! that leaves a deferred foreign-key violation so that COMMIT itself fails.
+//! Batches that cannot commit. Neither database gives fault injection, so the tests plant
+//! triggers: in SQLite, one that makes SQLite roll the whole transaction back mid-batch, and
+//! one that leaves a deferred foreign-key violation so that COMMIT itself fails; in
+//! PostgreSQL, one that fails a statement mid-batch and one that fails the COMMIT.
 
 use std::path::Path;
 
 use chatgroup_protocol::{ConversationId, Seq, UserId};
 use chatgroup_store::{Committed, StoreError};
 
-use crate::support::{open, tempdir, text, Harness};
+use crate::support::{text, Db, Harness};
 
 fn plant(dir: &Path, sql: &str) {
     let conn = rusqlite::Connection::open(dir.join("chatgroup.db")).unwrap();
     conn.execute_batch(sql).unwrap();
 }
 
-async fn setup(dir: &Path) -> (UserId, ConversationId) {
-    let h = open(dir);
+async fn setup(db: &Db) -> (UserId, ConversationId) {
+    let h = db.open();
     let alice = h.user("alice").await;
     let g = h.store.create_group(alice.id, "g", &[]).await.unwrap().id;
     h.store
@@ -49,8 +50,8 @@ async fn one_batch(
     events
 }
 
-async fn check_failed_batch(dir: &Path, alice: UserId, g: ConversationId) {
-    let mut h = open(dir);
+async fn check_failed_batch(db: &Db, alice: UserId, g: ConversationId) {
+    let mut h = db.open();
     let failed = h.store.stats().failed_batches;
     let events = one_batch(&mut h, alice, g, &["a", "boom", "b"]).await;
     assert_eq!(h.store.stats().failed_batches, failed + 1);
@@ -117,38 +118,38 @@ async fn check_failed_batch(dir: &Path, alice: UserId, g: ConversationId) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_rolled_back_mid_batch_fails_the_whole_batch() {
-    let dir = tempdir();
-    let (alice, g) = setup(dir.path()).await;
+    let db = Db::sqlite();
+    let (alice, g) = setup(&db).await;
     plant(
-        dir.path(),
+        db.dir(),
         "CREATE TRIGGER boom AFTER INSERT ON messages WHEN NEW.body = 'boom'
          BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
     );
-    check_failed_batch(dir.path(), alice, g).await;
+    check_failed_batch(&db, alice, g).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_commit_fails_the_whole_batch() {
-    let dir = tempdir();
-    let (alice, g) = setup(dir.path()).await;
+    let db = Db::sqlite();
+    let (alice, g) = setup(&db).await;
     plant(
-        dir.path(),
+        db.dir(),
         "CREATE TABLE doomed (user_id INTEGER REFERENCES users (id) DEFERRABLE INITIALLY DEFERRED);
          CREATE TRIGGER boom AFTER INSERT ON messages WHEN NEW.body = 'boom'
          BEGIN INSERT INTO doomed VALUES (-1); END;",
     );
-    check_failed_batch(dir.path(), alice, g).await;
+    check_failed_batch(&db, alice, g).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_last_seq_column_does_not_reuse_seqs() {
-    let dir = tempdir();
-    let (alice, g) = setup(dir.path()).await;
+    let db = Db::sqlite();
+    let (alice, g) = setup(&db).await;
     plant(
-        dir.path(),
+        db.dir(),
         "UPDATE conversations SET last_seq = 0, last_ts = 0",
     );
-    let h = open(dir.path());
+    let h = db.open();
     let (m, _) = h
         .store
         .append_committed(text(alice, g, "next", "x"))
@@ -160,4 +161,34 @@ async fn a_stale_last_seq_column_does_not_reuse_seqs() {
         Seq(3),
         "and repairs the column"
     );
+}
+
+/// A statement failing in the middle of a PostgreSQL batch aborts the transaction: the whole
+/// batch fails, nothing of it is stored, and the seqs it would have used are given again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_failed_statement_fails_the_whole_batch() {
+    let Some(db) = Db::postgres() else { return };
+    let (alice, g) = setup(&db).await;
+    db.execute(
+        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'boom'; END $$;
+         CREATE TRIGGER boom AFTER INSERT ON messages FOR EACH ROW
+         WHEN (NEW.body = 'boom') EXECUTE FUNCTION boom();",
+    );
+    check_failed_batch(&db, alice, g).await;
+}
+
+/// A deferred constraint makes PostgreSQL's COMMIT itself fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_failed_commit_fails_the_whole_batch() {
+    let Some(db) = Db::postgres() else { return };
+    let (alice, g) = setup(&db).await;
+    db.execute(
+        "CREATE TABLE doomed (user_id BIGINT REFERENCES users (id) DEFERRABLE INITIALLY DEFERRED);
+         CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO doomed VALUES (-1); RETURN NULL; END $$;
+         CREATE TRIGGER boom AFTER INSERT ON messages FOR EACH ROW
+         WHEN (NEW.body = 'boom') EXECUTE FUNCTION boom();",
+    );
+    check_failed_batch(&db, alice, g).await;
 }

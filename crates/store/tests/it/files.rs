@@ -5,7 +5,7 @@
 use chatgroup_protocol::{MessageKind, Seq};
 use chatgroup_store::{Committed, NewUpload, Origin, StoreError, UploadLimits, UploadStart};
 
-use crate::support::{open, tempdir};
+use crate::support::{on_both, Db};
 
 const LIMITS: UploadLimits = UploadLimits {
     max_in_flight: 2,
@@ -37,10 +37,8 @@ fn origin(tag: u64, id: &str) -> Origin {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploads_respect_membership_and_quotas_and_resume_by_id() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn uploads_respect_membership_and_quotas_and_resume_by_id(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let carol = h.user("carol").await;
@@ -119,10 +117,8 @@ async fn uploads_respect_membership_and_quotas_and_resume_by_id() {
     assert_eq!(s.file(first.id).await.unwrap(), None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_posted_file_is_a_message_with_its_file_everywhere() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn a_posted_file_is_a_message_with_its_file_everywhere(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let g = h
@@ -193,10 +189,8 @@ async fn a_posted_file_is_a_message_with_its_file_everywhere() {
     assert_eq!(list[0].last_message.as_ref(), Some(&message));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_who_left_cannot_post_the_upload() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn a_member_who_left_cannot_post_the_upload(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let g = h
@@ -228,3 +222,9 @@ async fn a_member_who_left_cannot_post_the_upload() {
     // Still an unfinished upload, so the sweep can take it.
     assert!(!h.store.file(up.id).await.unwrap().unwrap().completed);
 }
+
+on_both!(
+    uploads_respect_membership_and_quotas_and_resume_by_id,
+    a_posted_file_is_a_message_with_its_file_everywhere,
+    a_member_who_left_cannot_post_the_upload,
+);

@@ -1,4 +1,5 @@
-//! The store against real database files: one binary, one module per area.
+//! The store against real databases (SQLite files; PostgreSQL when `CHATGROUP_TEST_POSTGRES`
+//! names a cluster): one binary, one module per area.
 
 mod conversations;
 mod durability;
@@ -6,6 +7,7 @@ mod failures;
 mod files;
 mod marks;
 mod messages;
+mod nodes;
 mod support;
 mod tokens;
 mod users;

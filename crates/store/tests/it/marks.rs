@@ -4,7 +4,7 @@
 use chatgroup_protocol::{Markers, Seq};
 use chatgroup_store::{Committed, StoreError};
 
-use crate::support::{open, tempdir, text};
+use crate::support::{on_both, text, Db};
 
 fn receipts(events: &[Committed]) -> Vec<(Markers, Markers)> {
     events
@@ -18,10 +18,8 @@ fn receipts(events: &[Committed]) -> Vec<(Markers, Markers)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_reports_becomes_one_update_and_one_receipt() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn a_burst_of_reports_becomes_one_update_and_one_receipt(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let g = h
@@ -69,11 +67,9 @@ async fn a_burst_of_reports_becomes_one_update_and_one_receipt() {
     h.store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn markers_are_monotonic_clamped_refused_for_strangers_and_stored() {
-    let dir = tempdir();
+async fn markers_are_monotonic_clamped_refused_for_strangers_and_stored(db: Db) {
     let (alice, bob, eve, g, last) = {
-        let mut h = open(dir.path());
+        let mut h = db.open();
         let alice = h.user("alice").await;
         let bob = h.user("bob").await;
         let eve = h.user("eve").await;
@@ -123,7 +119,7 @@ async fn markers_are_monotonic_clamped_refused_for_strangers_and_stored() {
         (alice, bob, eve, g, last)
     };
 
-    let h = open(dir.path());
+    let h = db.open();
     let info = h.store.conversation(alice.id, g).await.unwrap();
     let of = |u| *info.markers.iter().find(|m| m.user == u).unwrap();
     assert_eq!((of(bob.id).delivered, of(bob.id).read), (last, last));
@@ -137,3 +133,8 @@ async fn markers_are_monotonic_clamped_refused_for_strangers_and_stored() {
     ));
     h.store.close().await;
 }
+
+on_both!(
+    a_burst_of_reports_becomes_one_update_and_one_receipt,
+    markers_are_monotonic_clamped_refused_for_strangers_and_stored,
+);

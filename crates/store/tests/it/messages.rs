@@ -3,12 +3,10 @@ use std::collections::HashMap;
 use chatgroup_protocol::{ConversationId, MessageKind, Seq, UserId};
 use chatgroup_store::{Committed, StoreError};
 
-use crate::support::{open, tempdir, text};
+use crate::support::{on_both, text, Db};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_are_committed_in_seq_order() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn appends_are_committed_in_seq_order(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let g = h
@@ -82,12 +80,10 @@ async fn appends_are_committed_in_seq_order() {
     assert!(matches!(&h.take(1).await[0], Committed::Message { message: m, .. } if *m == message));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appenders_get_gap_free_seqs() {
+async fn concurrent_appenders_get_gap_free_seqs(db: Db) {
     const SENDERS: usize = 20;
     const EACH: usize = 50;
-    let dir = tempdir();
-    let mut h = open(dir.path());
+    let mut h = db.open();
     let mut users = Vec::new();
     for i in 0..SENDERS {
         users.push(h.user(&format!("u{i}")).await.id);
@@ -150,10 +146,8 @@ async fn concurrent_appenders_get_gap_free_seqs() {
     assert_eq!(h.store.last_seq(g).await.unwrap(), Seq(last[&g]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_local_id_returns_the_original() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn a_retried_local_id_returns_the_original(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let g = h.store.create_group(alice.id, "g", &[]).await.unwrap().id;
     h.drain();
@@ -181,10 +175,8 @@ async fn a_retried_local_id_returns_the_original() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicates_within_one_batch() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn duplicates_within_one_batch(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let g = h
@@ -234,10 +226,8 @@ async fn duplicates_within_one_batch() {
     assert_eq!(message.seq, Seq(4), "the duplicate consumed no seq");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_appends_consume_no_seq() {
-    let dir = tempdir();
-    let mut h = open(dir.path());
+async fn refused_appends_consume_no_seq(db: Db) {
+    let mut h = db.open();
     let alice = h.user("alice").await;
     let eve = h.user("eve").await;
     let g = h.store.create_group(alice.id, "g", &[]).await.unwrap().id;
@@ -296,10 +286,8 @@ async fn refused_appends_consume_no_seq() {
     assert_eq!(h.store.history(alice.id, g, None, 1).await.unwrap().0, [m]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_after_removal_still_gets_its_original() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn a_retry_after_removal_still_gets_its_original(db: Db) {
+    let h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let g = h
@@ -327,10 +315,8 @@ async fn a_retry_after_removal_still_gets_its_original() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_and_messages_after_page() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn history_and_messages_after_page(db: Db) {
+    let h = db.open();
     let alice = h.user("alice").await;
     let g = h.store.create_group(alice.id, "g", &[]).await.unwrap().id;
     for i in 0..25 {
@@ -419,3 +405,13 @@ async fn history_and_messages_after_page() {
         .unwrap()
         .is_empty());
 }
+
+on_both!(
+    appends_are_committed_in_seq_order,
+    concurrent_appenders_get_gap_free_seqs,
+    a_retried_local_id_returns_the_original,
+    duplicates_within_one_batch,
+    refused_appends_consume_no_seq,
+    a_retry_after_removal_still_gets_its_original,
+    history_and_messages_after_page,
+);

@@ -1,14 +1,12 @@
 use chatgroup_protocol::UserId;
 use chatgroup_store::StoreError;
 
-use crate::support::{open, tempdir};
+use crate::support::{on_both, Db};
 
 const NOW: i64 = 1_700_000_000_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_is_single_use() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn rotation_is_single_use(db: Db) {
+    let h = db.open();
     let alice = h.user("alice").await;
     let (t1, t2, t3) = ([1; 32], [2; 32], [3; 32]);
     h.store
@@ -55,10 +53,8 @@ async fn rotation_is_single_use() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_tokens_do_not_rotate_and_are_spent() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn expired_tokens_do_not_rotate_and_are_spent(db: Db) {
+    let h = db.open();
     let alice = h.user("alice").await;
     h.store
         .add_refresh_token(alice.id, [1; 32], NOW)
@@ -88,10 +84,8 @@ async fn expired_tokens_do_not_rotate_and_are_spent() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoked_tokens_are_gone() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn revoked_tokens_are_gone(db: Db) {
+    let h = db.open();
     let alice = h.user("alice").await;
     h.store
         .add_refresh_token(alice.id, [7; 32], NOW + 1000)
@@ -108,12 +102,17 @@ async fn revoked_tokens_are_gone() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_need_a_user() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn tokens_need_a_user(db: Db) {
+    let h = db.open();
     assert_eq!(
         h.store.add_refresh_token(UserId(42), [1; 32], NOW).await,
         Err(StoreError::NotFound("user"))
     );
 }
+
+on_both!(
+    rotation_is_single_use,
+    expired_tokens_do_not_rotate_and_are_spent,
+    revoked_tokens_are_gone,
+    tokens_need_a_user,
+);

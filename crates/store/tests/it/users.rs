@@ -1,11 +1,9 @@
 use chatgroup_store::StoreError;
 
-use crate::support::{open, tempdir};
+use crate::support::{on_both, Db};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_and_look_up() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn create_and_look_up(db: Db) {
+    let h = db.open();
     let alice = h.store.create_user("Alice", "argon-hash").await.unwrap();
     assert_eq!(alice.username, "Alice");
 
@@ -27,10 +25,8 @@ async fn create_and_look_up() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usernames_are_unique_in_any_case() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn usernames_are_unique_in_any_case(db: Db) {
+    let h = db.open();
     h.user("alice").await;
     for taken in ["alice", "ALICE", "aLiCe"] {
         assert_eq!(
@@ -50,10 +46,8 @@ async fn usernames_are_unique_in_any_case() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_by_prefix_treats_wildcards_as_text() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn search_by_prefix_treats_wildcards_as_text(db: Db) {
+    let h = db.open();
     for name in ["a_b", "axb", "a%c", "Abc", "bob", r"a\d"] {
         h.user(name).await;
     }
@@ -86,10 +80,8 @@ async fn search_by_prefix_treats_wildcards_as_text() {
     assert_eq!(h.store.search_users("", 100).await.unwrap().len(), 6);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_by_names_in_order_or_not_found() {
-    let dir = tempdir();
-    let h = open(dir.path());
+async fn users_by_names_in_order_or_not_found(db: Db) {
+    let h = db.open();
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     let found = h
@@ -106,3 +98,10 @@ async fn users_by_names_in_order_or_not_found() {
     );
     assert_eq!(h.store.users_by_names(&[]).await.unwrap(), []);
 }
+
+on_both!(
+    create_and_look_up,
+    usernames_are_unique_in_any_case,
+    search_by_prefix_treats_wildcards_as_text,
+    users_by_names_in_order_or_not_found,
+);

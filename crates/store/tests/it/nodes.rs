@@ -1,0 +1,245 @@
+//! Several chatgroup nodes on one PostgreSQL database: each a `Store` of its own (its own
+//! writer, its own batches, its own sink), writing to the same conversations at once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chatgroup_protocol::{ConversationId, MessageView, Seq, UserId};
+use chatgroup_store::{Committed, Store, StoreError};
+
+use crate::support::{text, Db, Harness};
+
+/// What one send got back: the node that took it, its local id, and the ack.
+struct Acked {
+    node: usize,
+    sender: UserId,
+    local_id: String,
+    message: MessageView,
+    duplicate: bool,
+}
+
+/// Two nodes append to the same three conversations at once. Every send is made twice, once
+/// on each node at the same moment (a client retrying on another node), and some retries go
+/// to another conversation than the original. Afterwards:
+/// - each conversation's seqs are exactly 1..=n, as every member reads them on either node;
+/// - every acked message is stored, exactly once, as acked;
+/// - each pair of sends of one local id collapsed into one message: one ack says new, the
+///   other says duplicate with the same message;
+/// - each node's sink saw each conversation's new messages in increasing seq order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_keep_seqs_gap_free_and_local_ids_unique() {
+    const USERS: usize = 8;
+    const EACH: usize = 30;
+    let Some(db) = Db::postgres() else { return };
+    let mut nodes = [db.open(), db.open()];
+    let mut users = Vec::new();
+    for i in 0..USERS {
+        users.push(nodes[i % 2].user(&format!("u{i}")).await.id);
+    }
+    let mut groups = Vec::new();
+    for (i, name) in ["one", "two", "three"].into_iter().enumerate() {
+        let store = &nodes[i % 2].store;
+        groups.push(store.create_group(users[i], name, &users).await.unwrap().id);
+    }
+    for node in &mut nodes {
+        node.drain();
+    }
+
+    let mut tasks = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for &user in &users {
+            let store: Store = node.store.clone();
+            let groups = groups.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..EACH {
+                    // Every fifth send's twin on the other node names another conversation.
+                    let shift = if i % 5 == 0 { n } else { 0 };
+                    let conversation = groups[(i + shift) % groups.len()];
+                    let local_id = format!("{}-{i}", user.0);
+                    let (message, duplicate) = store
+                        .append_committed(text(user, conversation, &local_id, "x"))
+                        .await
+                        .unwrap();
+                    acked.push(Acked {
+                        node: n,
+                        sender: user,
+                        local_id,
+                        message,
+                        duplicate,
+                    });
+                }
+                acked
+            }));
+        }
+    }
+    let mut acks = Vec::new();
+    for t in tasks {
+        acks.extend(t.await.unwrap());
+    }
+    assert_eq!(acks.len(), 2 * USERS * EACH);
+
+    // Both nodes read the same gap-free history in every conversation.
+    let mut stored: HashMap<u64, MessageView> = HashMap::new();
+    for &g in &groups {
+        let a = nodes[0]
+            .store
+            .messages_after(users[1], g, Seq(0), 100_000)
+            .await
+            .unwrap();
+        let b = nodes[1]
+            .store
+            .messages_after(users[2], g, Seq(0), 100_000)
+            .await
+            .unwrap();
+        assert_eq!(a, b, "both nodes read the same history");
+        let seqs: Vec<u64> = a.iter().map(|m| m.seq.0).collect();
+        assert_eq!(seqs, (1..=a.len() as u64).collect::<Vec<_>>(), "gap-free");
+        assert_eq!(
+            nodes[1].store.last_seq(g).await.unwrap(),
+            Seq(a.len() as u64)
+        );
+        for m in a {
+            assert!(stored.insert(m.id.0, m).is_none(), "one row per message id");
+        }
+    }
+    // Each local id is stored once: the 3 created messages plus one per (user, i).
+    assert_eq!(stored.len(), 3 + USERS * EACH);
+
+    // Every ack names a stored message, as stored; each pair has one new and one duplicate.
+    let mut pairs: BTreeMap<(UserId, String), Vec<&Acked>> = BTreeMap::new();
+    for ack in &acks {
+        assert_eq!(
+            stored.get(&ack.message.id.0),
+            Some(&ack.message),
+            "acked = stored"
+        );
+        pairs
+            .entry((ack.sender, ack.local_id.clone()))
+            .or_default()
+            .push(ack);
+    }
+    assert_eq!(pairs.len(), USERS * EACH);
+    for ((_, local_id), pair) in &pairs {
+        assert_eq!(pair.len(), 2);
+        assert_ne!(pair[0].node, pair[1].node);
+        assert_eq!(pair[0].message, pair[1].message, "{local_id}: one message");
+        let new = pair.iter().filter(|a| !a.duplicate).count();
+        assert_eq!(new, 1, "{local_id}: exactly one send stored it");
+    }
+
+    // Each node's sink: per conversation, its own commits in increasing seq order.
+    for (n, node) in nodes.iter_mut().enumerate() {
+        let mut last: HashMap<ConversationId, Seq> = HashMap::new();
+        let mut messages = 0;
+        for event in node.drain() {
+            messages += 1;
+            let message = match event {
+                Committed::Message { message, .. } => message,
+                // The original's seq, committed earlier by either node.
+                Committed::Duplicate { .. } => continue,
+                other => panic!("node {n}: {other:?}"),
+            };
+            let before = last.insert(message.conversation, message.seq);
+            if let Some(before) = before {
+                assert!(
+                    before < message.seq,
+                    "node {n}: commit order per conversation"
+                );
+            }
+        }
+        assert_eq!(messages, USERS * EACH, "node {n}: one event per send");
+        let stats = node.store.stats();
+        // Shown with --nocapture: how often the nodes' batches collided.
+        println!("node {n}: {stats:?}");
+        assert_eq!(stats.failed_batches, 0, "node {n}: conflicts are retried");
+    }
+}
+
+/// A client whose send timed out on one node retries it on another: it gets the original
+/// back, and nothing new is stored, even after the first node closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_another_node_gets_the_original() {
+    let Some(db) = Db::postgres() else { return };
+    let first = db.open();
+    let alice = first.user("alice").await;
+    let g = first
+        .store
+        .create_group(alice.id, "g", &[])
+        .await
+        .unwrap()
+        .id;
+    let (sent, _) = first
+        .store
+        .append_committed(text(alice.id, g, "l1", "hello"))
+        .await
+        .unwrap();
+    first.store.close().await;
+
+    let second = db.open();
+    assert_eq!(second.store.epoch(), first.store.epoch(), "one database");
+    assert_eq!(second.store.jwt_secret(), first.store.jwt_secret());
+    let (again, duplicate) = second
+        .store
+        .append_committed(text(alice.id, g, "l1", "hello"))
+        .await
+        .unwrap();
+    assert_eq!((again, duplicate), (sent, true));
+    assert_eq!(second.store.last_seq(g).await.unwrap(), Seq(2));
+    // The second node's next message follows the first node's.
+    let (next, _) = second
+        .store
+        .append_committed(text(alice.id, g, "l2", "again"))
+        .await
+        .unwrap();
+    assert_eq!(next.seq, Seq(3));
+}
+
+/// Nodes opening at once migrate one at a time (the later ones find the schema in place)
+/// and agree on the epoch and the token secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_opening_at_once_agree() {
+    let Some(db) = Db::postgres() else { return };
+    let db = std::sync::Arc::new(db);
+    let opened: Vec<Harness> = (0..4)
+        .map(|_| {
+            let db = std::sync::Arc::clone(&db);
+            std::thread::spawn(move || db.open())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    for h in &opened[1..] {
+        assert_eq!(h.store.epoch(), opened[0].store.epoch());
+        assert_eq!(h.store.jwt_secret(), opened[0].store.jwt_secret());
+    }
+    for h in &opened {
+        h.store.close().await;
+    }
+}
+
+/// A database migrated by a newer build is refused, as with SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused() {
+    let Some(db) = Db::postgres() else { return };
+    db.open().store.close().await;
+    db.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)");
+    let err = Store::open(db.config(), Box::new(|_| {})).unwrap_err();
+    let StoreError::Db(msg) = err else {
+        panic!("{err:?}")
+    };
+    assert!(msg.contains("newer"), "{msg}");
+}
+
+/// A database that cannot be reached is an error at open, and says where without the
+/// password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_an_error_without_the_password() {
+    let mut cfg = crate::support::config(crate::support::tempdir().path());
+    cfg.backend = chatgroup_store::Backend::Postgres(chatgroup_store::DatabaseUrl::new(
+        "postgres://chat:hunter2@127.0.0.1:1/chat?connect_timeout=2",
+    ));
+    let err = Store::open(cfg, Box::new(|_| {})).unwrap_err();
+    assert!(matches!(err, StoreError::Db(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
