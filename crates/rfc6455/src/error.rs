@@ -236,4 +236,9 @@ pub enum ClientHandshakeError {
     /// [`ClientHandshake::write_request`](crate::ClientHandshake::write_request)).
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
+    /// The server's permessage-deflate answer breaks RFC 7692 against the offer (feature
+    /// `deflate`).
+    #[cfg(feature = "deflate")]
+    #[error("bad permessage-deflate response: {0}")]
+    Deflate(#[from] crate::deflate::DeflateResponseError),
 }

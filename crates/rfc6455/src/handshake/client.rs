@@ -35,6 +35,9 @@ pub struct ClientHandshake {
     protocols: Vec<String>,
     headers: Vec<(String, String)>,
     limits: HeadLimits,
+    /// The permessage-deflate offer sent, if any.
+    #[cfg(feature = "deflate")]
+    deflate: Option<crate::deflate::DeflateOffer>,
 }
 
 /// What the server's `101` response settled.
@@ -42,6 +45,10 @@ pub struct ClientHandshake {
 pub struct ServerResponse {
     /// The subprotocol the server chose, if any.
     pub protocol: Option<String>,
+    /// permessage-deflate as the server agreed to it; `None` when it declined or none was
+    /// offered. Configure the reader and writer with it.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateParams>,
 }
 
 impl ClientHandshake {
@@ -56,7 +63,35 @@ impl ClientHandshake {
             protocols: Vec::new(),
             headers: Vec::new(),
             limits: HeadLimits::DEFAULT,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
+    }
+
+    /// Offers permessage-deflate (RFC 7692) with these parameters; the response is then
+    /// checked against the offer and [`ServerResponse::deflate`] says what was agreed.
+    ///
+    /// ```
+    /// use rfc6455::deflate::DeflateOffer;
+    /// use rfc6455::ClientHandshake;
+    ///
+    /// let hs = ClientHandshake::new("h", "/", *b"the sample nonce").with_deflate(DeflateOffer::default());
+    /// let mut req = bytes::BytesMut::new();
+    /// hs.write_request(&mut req).unwrap();
+    /// let text = std::str::from_utf8(&req).unwrap();
+    /// assert!(text.contains("\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"));
+    ///
+    /// let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    ///              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+    ///              Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n";
+    /// let (answer, _) = hs.parse_response(resp).unwrap().unwrap();
+    /// assert!(answer.deflate.unwrap().server_no_context_takeover);
+    /// ```
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub fn with_deflate(mut self, offer: crate::deflate::DeflateOffer) -> Self {
+        self.deflate = Some(offer);
+        self
     }
 
     /// Offers these subprotocols, most preferred first.
@@ -121,6 +156,12 @@ impl ClientHandshake {
             put(name);
             put(": ");
             put(value);
+            put("\r\n");
+        }
+        #[cfg(feature = "deflate")]
+        if let Some(offer) = &self.deflate {
+            put("Sec-WebSocket-Extensions: ");
+            put(&offer.header_value());
             put("\r\n");
         }
         put("\r\n");
@@ -202,8 +243,24 @@ impl ClientHandshake {
             (Some(v), None) if v.trim_ascii() == expected.as_bytes() => {}
             _ => return Err(ClientHandshakeError::AcceptMismatch),
         }
-        // We offer no extensions, so the server may not select any (§4.1, step 5).
-        if all("sec-websocket-extensions").any(|v| !v.trim_ascii().is_empty()) {
+        #[cfg(feature = "deflate")]
+        let deflate = match &self.deflate {
+            Some(offer) => {
+                // A value that is not UTF-8 is no extension we offered.
+                let values: Option<Vec<&str>> = all("sec-websocket-extensions")
+                    .map(|v| std::str::from_utf8(v).ok())
+                    .collect();
+                let values = values.ok_or(ClientHandshakeError::UnexpectedExtension)?;
+                offer.check_response(values)?
+            }
+            None => None,
+        };
+        // Only what we offered may be selected (§4.1, step 5).
+        #[cfg(feature = "deflate")]
+        let offered = self.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        let offered = false;
+        if !offered && all("sec-websocket-extensions").any(|v| !v.trim_ascii().is_empty()) {
             return Err(ClientHandshakeError::UnexpectedExtension);
         }
         // A value that is not even UTF-8 names no protocol we offered (§4.1, step 6).
@@ -218,7 +275,12 @@ impl ClientHandshake {
             (Some(p), None) if self.protocols.iter().any(|o| o == p) => Some(p.to_owned()),
             _ => return Err(ClientHandshakeError::UnexpectedProtocol),
         };
-        Ok(Some((ServerResponse { protocol }, len)))
+        let answer = ServerResponse {
+            protocol,
+            #[cfg(feature = "deflate")]
+            deflate,
+        };
+        Ok(Some((answer, len)))
     }
 }
 
@@ -247,6 +309,59 @@ mod tests {
         write_accept(&upgrade, upgrade.choose_protocol(&["y"]), &[], &mut resp);
         let (answer, _) = hs.parse_response(&resp).unwrap().unwrap();
         assert_eq!(answer.protocol.as_deref(), Some("y"));
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn our_client_and_server_agree_on_deflate() {
+        use crate::deflate::{DeflateOffer, DeflatePolicy, DeflateResponseError};
+        let offer = DeflateOffer {
+            client_max_window_bits: crate::deflate::ClientMaxWindowBits::Supported,
+            ..DeflateOffer::default()
+        };
+        let hs = ClientHandshake::new("h", "/", [7; 16]).with_deflate(offer);
+        let mut req = BytesMut::new();
+        hs.write_request(&mut req).unwrap();
+        let (head, _) = parse_request(&req, &HeadLimits::DEFAULT).unwrap().unwrap();
+        let upgrade = validate_upgrade(&head).unwrap();
+        let agreed = upgrade
+            .negotiate_deflate(&DeflatePolicy::default())
+            .unwrap();
+        let value = agreed.header_value();
+        let mut resp = BytesMut::new();
+        write_accept(
+            &upgrade,
+            None,
+            &[("Sec-WebSocket-Extensions", &value)],
+            &mut resp,
+        );
+        let (answer, _) = hs.parse_response(&resp).unwrap().unwrap();
+        assert_eq!(answer.deflate, Some(agreed));
+        // A declined offer: no header, no deflate.
+        let mut plain = BytesMut::new();
+        write_accept(&upgrade, None, &[], &mut plain);
+        assert_eq!(hs.parse_response(&plain).unwrap().unwrap().0.deflate, None);
+        // An answer the offer does not allow fails the handshake.
+        let mut bad = BytesMut::new();
+        let value = "permessage-deflate, permessage-deflate";
+        write_accept(
+            &upgrade,
+            None,
+            &[("Sec-WebSocket-Extensions", value)],
+            &mut bad,
+        );
+        assert_eq!(
+            hs.parse_response(&bad),
+            Err(ClientHandshakeError::Deflate(
+                DeflateResponseError::RepeatedExtension
+            ))
+        );
+        // Without an offer any selected extension is refused, as before.
+        let unoffered = ClientHandshake::new("h", "/", [7; 16]);
+        assert_eq!(
+            unoffered.parse_response(&resp),
+            Err(ClientHandshakeError::UnexpectedExtension)
+        );
     }
 
     #[test]
