@@ -58,6 +58,9 @@ pub(crate) enum Fail {
     Store(StoreError),
     Sql(rusqlite::Error),
     Pg(tokio_postgres::Error),
+    /// Another node committed a row this attempt had counted on not existing (PostgreSQL's
+    /// writer only): run the attempt again.
+    Conflict,
 }
 
 impl From<tokio_postgres::Error> for Fail {
@@ -68,11 +71,15 @@ impl From<tokio_postgres::Error> for Fail {
 
 impl Fail {
     /// True for PostgreSQL errors that a concurrent transaction caused and that running the
-    /// same transaction again can clear: a serialization failure, a deadlock, or a unique
-    /// violation from a row another node committed meanwhile.
+    /// same transaction again can clear: a serialization failure, a deadlock, a unique
+    /// violation from a row another node committed meanwhile, or a [`Fail::Conflict`].
     pub(crate) fn is_retryable(&self) -> bool {
         use tokio_postgres::error::SqlState;
-        let Fail::Pg(e) = self else { return false };
+        let e = match self {
+            Fail::Pg(e) => e,
+            Fail::Conflict => return true,
+            Fail::Store(_) | Fail::Sql(_) => return false,
+        };
         e.code().is_some_and(|c| {
             *c == SqlState::T_R_SERIALIZATION_FAILURE
                 || *c == SqlState::T_R_DEADLOCK_DETECTED
@@ -112,6 +119,9 @@ impl From<Fail> for StoreError {
             Fail::Store(e) => e,
             Fail::Sql(e) => StoreError::Db(e.to_string()),
             Fail::Pg(e) => StoreError::Db(pg_text(&e)),
+            Fail::Conflict => {
+                StoreError::Db("the batch kept conflicting with other nodes' commits".into())
+            }
         }
     }
 }

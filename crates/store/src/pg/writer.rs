@@ -100,6 +100,21 @@ struct Attempt {
     new_names: Vec<(UserId, String)>,
     last_seen: Vec<(UserId, Millis)>,
     ops: u64,
+    /// The batch's plain appends whose `(sender, local_id)` was committed before it began.
+    originals: HashMap<(UserId, String), MessageView>,
+    /// Plain appends waiting for the next multi-row `INSERT` (see [`Db::flush`]).
+    rows: Vec<Row>,
+    /// Where in `rows` each waiting `(sender, local_id)` is.
+    waiting: HashMap<(UserId, String), usize>,
+}
+
+/// A plain append that passed its checks and holds its seq, waiting to be inserted with the
+/// others (one statement for all of them instead of one round trip each). Its message id
+/// is known only after the insert; `patch` says which events and answers carry it.
+struct Row {
+    message: MessageView,
+    /// `(event index, answer index)` of the append and of its in-batch duplicates.
+    patch: Vec<(usize, Option<usize>)>,
 }
 
 impl Attempt {
@@ -348,20 +363,31 @@ impl Db {
             ..Attempt::default()
         };
         lock(&tx, &touched(cmds, marks), &mut a).await?;
+        originals(&tx, cmds, &mut a).await?;
         // Markers first: they were reported about messages committed before this batch.
         self.apply_marks(&tx, marks, &mut a).await?;
         for cmd in cmds {
             let answer = self.apply(&tx, cmd, &mut a).await?;
             a.answers.push(answer);
         }
-        let stmt = tx
-            .prepare_cached("UPDATE conversations SET last_seq = $2, last_ts = $3 WHERE id = $1")
-            .await?;
+        flush(&tx, &mut a).await?;
+        let (mut ids, mut seqs, mut tss) = (Vec::new(), Vec::new(), Vec::new());
         for (id, state) in &a.convs {
             if state.dirty {
-                tx.execute(&stmt, &[&sql(id.0), &sql(state.last_seq.0), &state.last_ts])
-                    .await?;
+                ids.push(sql(id.0));
+                seqs.push(sql(state.last_seq.0));
+                tss.push(state.last_ts);
             }
+        }
+        if !ids.is_empty() {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE conversations c SET last_seq = v.seq, last_ts = v.ts
+                     FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) AS v (id, seq, ts)
+                     WHERE c.id = v.id",
+                )
+                .await?;
+            tx.execute(&stmt, &[&ids, &seqs, &tss]).await?;
         }
         // Last, and in user order, so two nodes never take user rows in opposite orders.
         a.last_seen.sort_unstable();
@@ -397,10 +423,21 @@ impl Db {
 
     async fn apply(&mut self, tx: &Transaction<'_>, cmd: &Command, a: &mut Attempt) -> Res<Answer> {
         a.ops += 1;
+        if !matches!(cmd, Command::Append { .. }) {
+            // Every other operation may read messages (a conversation's last one, a local
+            // id): the waiting appends go in first.
+            flush(tx, a).await?;
+        }
         Ok(match cmd {
             Command::Append { req, reply } => {
-                let outcome = self.insert_append(tx, req, a).await?;
-                let (event, result) = appended_event(req.clone(), outcome, None, reply.is_some());
+                let waiting = self.buffer_append(tx, req, a).await?;
+                let (event, result) =
+                    appended_event(req.clone(), waiting.outcome, None, reply.is_some());
+                if let Some(row) = waiting.row {
+                    // This command's answer is pushed right after it returns.
+                    let answer = reply.is_some().then_some(a.answers.len());
+                    a.rows[row].patch.push((a.events.len(), answer));
+                }
                 a.events.push(event);
                 Answer::Message(result)
             }
@@ -547,6 +584,87 @@ impl Db {
     }
 
     // ---- appends ----
+
+    /// The hot path for a plain append: the same checks and seq as [`Db::insert_append`],
+    /// but the row waits in `a.rows` for [`flush`]. Duplicates are found in memory: among
+    /// the originals read when the attempt began, then among the waiting rows.
+    async fn buffer_append(
+        &mut self,
+        tx: &Transaction<'_>,
+        req: &AppendRequest,
+        a: &mut Attempt,
+    ) -> Res<Buffered> {
+        let key = (req.sender, req.local_id.clone());
+        let earlier = |a: &Attempt| -> Option<Buffered> {
+            if let Some(original) = a.originals.get(&key) {
+                return Some(Buffered::done(Appended::Duplicate(Box::new(
+                    original.clone(),
+                ))));
+            }
+            a.waiting.get(&key).map(|&row| Buffered {
+                outcome: Appended::Duplicate(Box::new(a.rows[row].message.clone())),
+                row: Some(row),
+            })
+        };
+        let refused = |a: &Attempt, error: StoreError| {
+            earlier(a).unwrap_or(Buffered::done(Appended::Refused(error)))
+        };
+        if req.kind == MessageKind::System {
+            return Ok(Buffered::done(Appended::Refused(StoreError::Invalid(
+                "system messages are written by the server only".into(),
+            ))));
+        }
+        let sender_name = match self.name(tx, a, req.sender).await {
+            Ok(name) => name,
+            Err(Fail::Store(_)) => return Ok(refused(a, StoreError::NotMember)),
+            Err(e) => return Err(e),
+        };
+        let Some(state) = a.convs.get(&req.conversation) else {
+            return Ok(refused(a, StoreError::NotFound("conversation")));
+        };
+        if !state.members.contains(&req.sender) {
+            return Ok(refused(a, StoreError::NotMember));
+        }
+        if let Some(duplicate) = earlier(a) {
+            return Ok(duplicate);
+        }
+        let Some(state) = a.convs.get_mut(&req.conversation) else {
+            return Ok(refused(a, StoreError::NotFound("conversation")));
+        };
+        let seq = state.last_seq.next();
+        let ts = now_ms().max(state.last_ts);
+        state.last_seq = seq;
+        state.last_ts = ts;
+        state.dirty = true;
+        let row = a.rows.len();
+        a.rows.push(Row {
+            message: MessageView {
+                conversation: req.conversation,
+                // Filled in by flush.
+                id: MessageId(0),
+                seq,
+                ts,
+                sender: Some(req.sender),
+                sender_name: Some(sender_name.clone()),
+                kind: req.kind,
+                body: req.body.clone(),
+                local_id: Some(req.local_id.clone()),
+                event: None,
+                file: None,
+            },
+            patch: Vec::new(),
+        });
+        a.waiting.insert(key, row);
+        Ok(Buffered {
+            outcome: Appended::New {
+                id: MessageId(0),
+                seq,
+                ts,
+                sender_name,
+            },
+            row: Some(row),
+        })
+    }
 
     async fn insert_append(
         &mut self,
@@ -1166,6 +1284,12 @@ impl Db {
         let Appended::New { id, .. } = &appended else {
             return Ok((appended, None));
         };
+        // A plain append of the same local id later in this batch finds it here: the
+        // originals were read before this row existed.
+        if let Some(message) = rows::message_by_local_id(tx, req.sender, &req.local_id).await? {
+            a.originals
+                .insert((req.sender, req.local_id.clone()), message);
+        }
         tx.execute(
             "UPDATE messages SET file_id = $2 WHERE id = $1",
             &[&sql(id.0), &sql(file)],
@@ -1184,6 +1308,139 @@ impl Db {
         .info();
         Ok((appended, Some(info)))
     }
+}
+
+/// How a plain append went: its outcome and, if its message is waiting to be inserted, the
+/// row whose id it needs.
+struct Buffered {
+    outcome: Appended,
+    row: Option<usize>,
+}
+
+impl Buffered {
+    fn done(outcome: Appended) -> Self {
+        Buffered { outcome, row: None }
+    }
+}
+
+/// Reads the messages already stored under the local ids of the batch's plain appends: one
+/// query for the whole batch.
+async fn originals(tx: &Transaction<'_>, cmds: &[Command], a: &mut Attempt) -> Res<()> {
+    let (mut senders, mut local_ids) = (Vec::new(), Vec::new());
+    for cmd in cmds {
+        if let Command::Append { req, .. } = cmd {
+            senders.push(sql(req.sender.0));
+            local_ids.push(req.local_id.as_str());
+        }
+    }
+    if senders.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "{} WHERE (m.sender, m.local_id) IN
+                 (SELECT * FROM unnest($1::BIGINT[], $2::TEXT[]))",
+            rows::MESSAGES
+        ))
+        .await?;
+    for row in tx.query(&stmt, &[&senders, &local_ids]).await? {
+        let message = rows::message_from_row(&row)?;
+        if let (Some(sender), Some(local_id)) = (message.sender, message.local_id.clone()) {
+            a.originals.insert((sender, local_id), message);
+        }
+    }
+    Ok(())
+}
+
+/// Inserts the waiting appends in one statement and fills their ids into the events and
+/// answers that carry them.
+///
+/// A row that does not go in was inserted meanwhile by another node under the same
+/// `(sender, local_id)`, after this attempt read the originals (the insert waited for that
+/// node's commit): its seq would be a gap, so the attempt ends as a conflict and the batch
+/// runs again, this time finding the original.
+async fn flush(tx: &Transaction<'_>, a: &mut Attempt) -> Res<()> {
+    if a.rows.is_empty() {
+        return Ok(());
+    }
+    let n = a.rows.len();
+    let (mut conversations, mut seqs, mut tss, mut senders) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut kinds, mut bodies, mut local_ids) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for row in &a.rows {
+        let m = &row.message;
+        conversations.push(sql(m.conversation.0));
+        seqs.push(sql(m.seq.0));
+        tss.push(m.ts);
+        senders.push(m.sender.map_or(0, |s| sql(s.0)));
+        kinds.push(kind_to_sql(m.kind));
+        bodies.push(m.body.as_str());
+        local_ids.push(m.local_id.as_deref().unwrap_or_default());
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO messages (conversation_id, seq, ts, sender, kind, body, local_id)
+             SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[],
+                                  $5::SMALLINT[], $6::TEXT[], $7::TEXT[])
+             ON CONFLICT (sender, local_id) DO NOTHING
+             RETURNING id, sender, local_id",
+        )
+        .await?;
+    let inserted = tx
+        .query(
+            &stmt,
+            &[
+                &conversations,
+                &seqs,
+                &tss,
+                &senders,
+                &kinds,
+                &bodies,
+                &local_ids,
+            ],
+        )
+        .await?;
+    if inserted.len() != n {
+        return Err(Fail::Conflict);
+    }
+    let mut ids = HashMap::with_capacity(n);
+    for row in inserted {
+        let sender = UserId(unsql(row.try_get(1)?));
+        let local_id: String = row.try_get(2)?;
+        ids.insert((sender, local_id), MessageId(unsql(row.try_get(0)?)));
+    }
+    for row in a.rows.drain(..) {
+        let key = (
+            row.message.sender.unwrap_or(UserId(0)),
+            row.message.local_id.clone().unwrap_or_default(),
+        );
+        let id = *ids.get(&key).ok_or(Fail::Conflict)?;
+        for (event, answer) in row.patch {
+            if let Some(Committed::Message { message, .. } | Committed::Duplicate { message, .. }) =
+                a.events.get_mut(event)
+            {
+                message.id = id;
+            }
+            if let Some(Answer::Message(Some(Ok((message, _))))) =
+                answer.and_then(|i| a.answers.get_mut(i))
+            {
+                message.id = id;
+            }
+        }
+        let mut message = row.message;
+        message.id = id;
+        a.originals.insert(key.clone(), message);
+        a.waiting.remove(&key);
+    }
+    Ok(())
 }
 
 /// Locks the conversations `ids` (already in id order) and loads their state into `a`.

@@ -134,7 +134,9 @@ impl Writer {
                 poison(batch, StoreError::Db("the file row vanished".into()))
             }
             Ok(appended) => appended,
-            Err(e @ (Fail::Sql(_) | Fail::Pg(_))) => poison(batch, StoreError::from(e)),
+            Err(e @ (Fail::Sql(_) | Fail::Pg(_) | Fail::Conflict)) => {
+                poison(batch, StoreError::from(e))
+            }
             Err(Fail::Store(error)) => (Appended::Refused(error), None),
         };
         let (event, result) = super::appended_event(req, outcome, info, true);

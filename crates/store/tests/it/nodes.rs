@@ -243,3 +243,74 @@ async fn an_unreachable_database_is_an_error_without_the_password() {
     assert!(matches!(err, StoreError::Db(_)), "{err:?}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+/// Acked appends per second on one and on two nodes, 64 senders in a closed loop over 8
+/// groups, for the README's figures: `cargo test -p chatgroup-store --release --test it
+/// append_rate -- --ignored --nocapture` (with `CHATGROUP_TEST_POSTGRES` set; SQLite is
+/// measured alongside for comparison).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn append_rate() {
+    const SENDERS: usize = 64;
+    const GROUPS: usize = 8;
+    const SECONDS: u64 = 3;
+    async fn measure(label: &str, nodes: &[Harness]) {
+        let mut users = Vec::new();
+        for i in 0..SENDERS {
+            users.push(nodes[0].user(&format!("u{i}")).await.id);
+        }
+        let mut groups = Vec::new();
+        for g in 0..GROUPS {
+            let members: Vec<UserId> = users.iter().copied().skip(g).step_by(GROUPS).collect();
+            let id = nodes[0]
+                .store
+                .create_group(members[0], &format!("g{g}"), &members)
+                .await
+                .unwrap()
+                .id;
+            groups.push(id);
+        }
+        let before: Vec<_> = nodes.iter().map(|n| n.store.stats()).collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(SECONDS);
+        let mut tasks = Vec::new();
+        for (i, &user) in users.iter().enumerate() {
+            let store = nodes[i % nodes.len()].store.clone();
+            let group = groups[i % GROUPS];
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while std::time::Instant::now() < deadline {
+                    store
+                        .append_committed(text(user, group, &format!("{i}-{n}"), &"x".repeat(100)))
+                        .await
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        let commits: u64 = nodes
+            .iter()
+            .zip(&before)
+            .map(|(n, b)| n.store.stats().commits - b.commits)
+            .sum();
+        let retries: u64 = nodes
+            .iter()
+            .zip(&before)
+            .map(|(n, b)| n.store.stats().retries - b.retries)
+            .sum();
+        println!(
+            "{label}: {:.0} acked appends/s ({total} in {SECONDS} s, {commits} commits, {retries} retries)",
+            total as f64 / SECONDS as f64
+        );
+    }
+    let sqlite = Db::sqlite();
+    measure("sqlite, 1 node", &[sqlite.open()]).await;
+    let Some(db) = Db::postgres() else { return };
+    measure("postgres, 1 node", &[db.open()]).await;
+    let db = db.another();
+    measure("postgres, 2 nodes", &[db.open(), db.open()]).await;
+}
