@@ -52,27 +52,41 @@ pub(crate) fn open(
     })?;
     let mut writer_cfg = base.clone();
     writer_cfg.application_name("chatgroup-writer");
+    // A node cut off from the database in the middle of a batch would keep its
+    // conversations locked until TCP gave up (hours): the server ends such a session
+    // instead. The writer is never idle inside a transaction on purpose (the sink runs
+    // after COMMIT), so the limit costs nothing.
+    let mut options = String::from("-c idle_in_transaction_session_timeout=10s");
     if cfg.durability == Durability::Normal {
         // The commit returns before its WAL record is flushed: a crash of the database
         // server may lose the last commits, never corrupt the database.
-        writer_cfg.options("-c synchronous_commit=off");
+        options.push_str(" -c synchronous_commit=off");
     }
+    writer_cfg.options(&options);
     let mut reader_cfg = base;
     reader_cfg.application_name("chatgroup-reader");
     let reads = read::Reads::new(pool(reader_cfg, cfg.readers.max(1))?);
     let writer_pool = pool(writer_cfg, 1)?;
 
-    // The writer's runtime is built here and the start-up queries run on it, on the writer
-    // thread, so the writer's connection lives on the runtime that uses it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| StoreError::Db(format!("cannot start the writer's runtime: {e}")))?;
+    // The writer's runtime is built on the writer thread and the start-up queries run on
+    // it, so the writer's connection lives on the runtime that uses it.
     let (started, start) = std::sync::mpsc::sync_channel(1);
     let max_batch = cfg.max_batch;
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let error = format!("cannot start the writer's runtime: {e}");
+                    let _ = started.send(Err(StoreError::Db(error)));
+                    let _ = done.send(true);
+                    return;
+                }
+            };
             let prepared = runtime.block_on(prepare(&writer_pool));
             let ok = prepared.is_ok();
             let _ = started.send(prepared);
