@@ -11,7 +11,7 @@ use tokio_postgres::IsolationLevel;
 use super::rows::{self, MESSAGES};
 use crate::error::{Fail, Res};
 use crate::files::StoredFile;
-use crate::queries::{sql, sql_limit, username_key};
+use crate::queries::{sql, sql_limit, unsql, username_key, ConversationRow};
 use crate::{StoreError, UserAuth};
 
 /// The read pool.
@@ -147,6 +147,9 @@ impl Reads {
         })
     }
 
+    /// Four statements whatever the number of conversations (a login's sync lists them
+    /// all): the list with each conversation's row, then every member, every last message
+    /// and every unread count in one statement each.
     pub(crate) async fn conversations(
         &self,
         user: UserId,
@@ -156,7 +159,8 @@ impl Reads {
             // the last message's id, then the conversation's.
             let stmt = c
                 .prepare_cached(
-                    "SELECT c.id, m.read_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
+                    "SELECT c.id, m.read_seq, c.kind, c.name, c.owner, c.last_seq, c.last_ts
+                     FROM members m JOIN conversations c ON c.id = m.conversation_id
                      WHERE m.user_id = $1
                      ORDER BY c.last_ts DESC,
                               (SELECT x.id FROM messages x
@@ -164,19 +168,45 @@ impl Reads {
                               c.id DESC",
                 )
                 .await?;
-            let list = c.query(&stmt, &[&sql(user.0)]).await?;
-            let mut out = Vec::with_capacity(list.len());
-            for row in list {
-                let id = ConversationId(crate::queries::unsql(row.try_get(0)?));
-                let read = Seq(crate::queries::unsql(row.try_get(1)?));
-                if let Some(conv) = rows::conversation_row(&c, id).await? {
-                    out.push(
-                        rows::conversation_info(&c, id, &conv, conv.last_seq, Some((user, read)))
-                            .await?,
-                    );
-                }
+            let mut list = Vec::new();
+            for row in c.query(&stmt, &[&sql(user.0)]).await? {
+                let id = ConversationId(unsql(row.try_get(0)?));
+                let read = Seq(unsql(row.try_get(1)?));
+                let conv = ConversationRow {
+                    kind: rows::kind_of(row.try_get(2)?),
+                    name: row.try_get(3)?,
+                    owner: row.try_get::<_, Option<i64>>(4)?.map(|o| UserId(unsql(o))),
+                    last_seq: Seq(unsql(row.try_get(5)?)),
+                    last_ts: row.try_get(6)?,
+                };
+                list.push((id, read, conv));
             }
-            out
+            let ids: Vec<i64> = list.iter().map(|(id, _, _)| sql(id.0)).collect();
+            let mut members = rows::members_of(&c, &ids).await?;
+            let mut last = rows::last_messages(&c, &ids).await?;
+            let unread = rows::unread_counts(&c, user, &ids).await?;
+            list.into_iter()
+                .map(|(id, read, conv)| {
+                    let members = members.remove(&id).unwrap_or_default();
+                    let mut info = ConversationInfo {
+                        id,
+                        kind: conv.kind,
+                        name: conv.name,
+                        owner: conv.owner,
+                        members: members.iter().map(|m| m.user.clone()).collect(),
+                        last_seq: conv.last_seq,
+                        last_message: last.remove(&id),
+                        unread: if read >= conv.last_seq {
+                            0
+                        } else {
+                            unread.get(&id).copied().unwrap_or(0)
+                        },
+                        markers: members.iter().map(|m| m.markers).collect(),
+                    };
+                    info = crate::for_viewer(&info, user);
+                    info
+                })
+                .collect::<Vec<_>>()
         })
     }
 

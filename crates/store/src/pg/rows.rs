@@ -2,6 +2,8 @@
 //! alike, with the mapping of their rows. Every statement is prepared once per connection
 //! (`prepare_cached`).
 
+use std::collections::HashMap;
+
 use chatgroup_protocol::{
     ConversationId, ConversationInfo, ConversationKind, FileInfo, Markers, MessageId, MessageKind,
     MessageView, Millis, Seq, SystemEvent, UserId, UserInfo,
@@ -188,6 +190,82 @@ pub(crate) async fn member_rows(c: &impl GenericClient, id: ConversationId) -> R
             })
         })
         .collect()
+}
+
+/// The members of each of `ids` with their markers, longest-standing first.
+pub(crate) async fn members_of(
+    c: &impl GenericClient,
+    ids: &[i64],
+) -> Res<HashMap<ConversationId, Vec<MemberRow>>> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT m.conversation_id, m.user_id, u.username, m.delivered_seq, m.read_seq,
+                    u.last_seen
+             FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.conversation_id = ANY($1) ORDER BY m.conversation_id, m.id",
+        )
+        .await?;
+    let mut out: HashMap<ConversationId, Vec<MemberRow>> = HashMap::new();
+    for r in c.query(&stmt, &[&ids]).await? {
+        let user = UserId(unsql(r.try_get(1)?));
+        out.entry(ConversationId(unsql(r.try_get(0)?)))
+            .or_default()
+            .push(MemberRow {
+                user: UserInfo {
+                    id: user,
+                    username: r.try_get(2)?,
+                },
+                markers: Markers {
+                    user,
+                    delivered: Seq(unsql(r.try_get(3)?)),
+                    read: Seq(unsql(r.try_get(4)?)),
+                },
+                last_seen: r.try_get(5)?,
+            });
+    }
+    Ok(out)
+}
+
+/// The last message of each of `ids` that has one.
+pub(crate) async fn last_messages(
+    c: &impl GenericClient,
+    ids: &[i64],
+) -> Res<HashMap<ConversationId, MessageView>> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "{MESSAGES} JOIN conversations c ON c.id = m.conversation_id AND m.seq = c.last_seq
+             WHERE c.id = ANY($1)"
+        ))
+        .await?;
+    let mut out = HashMap::new();
+    for row in c.query(&stmt, &[&ids]).await? {
+        let message = message_from_row(&row)?;
+        out.insert(message.conversation, message);
+    }
+    Ok(out)
+}
+
+/// For each of `ids`: the messages after `user`'s read marker that others sent.
+pub(crate) async fn unread_counts(
+    c: &impl GenericClient,
+    user: UserId,
+    ids: &[i64],
+) -> Res<HashMap<ConversationId, u64>> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT x.conversation_id, count(*) FROM members m
+             JOIN messages x ON x.conversation_id = m.conversation_id AND x.seq > m.read_seq
+             WHERE m.user_id = $1 AND m.conversation_id = ANY($2)
+               AND (x.sender IS NULL OR x.sender <> $1)
+             GROUP BY x.conversation_id",
+        )
+        .await?;
+    let mut out = HashMap::new();
+    for row in c.query(&stmt, &[&sql(user.0), &ids]).await? {
+        let n: i64 = row.try_get(1)?;
+        out.insert(ConversationId(unsql(row.try_get(0)?)), unsql(n));
+    }
+    Ok(out)
 }
 
 /// `user`'s read marker in `id`, or `None` if they are not a member.
