@@ -4,6 +4,8 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { Server, Person, launchBrowser, eventually } from "./harness.js";
 
 let server;
@@ -108,6 +110,50 @@ test("reload with unsent messages in the outbox: each delivered once", async () 
   await alice.openConversation("bob");
   await expectEverywhere(["hello", "offline one", "offline two", "offline three", "never sent 1", "never sent 2", "ack lost 3"]);
   await alice.page.unrouteAll({ behavior: "ignoreErrors" });
+});
+
+test("an upload cut off by a dropped connection resumes from the server's offset, byte for byte", async () => {
+  const bytes = randomBytes(1_000_000); // 16 chunks of 64 KiB
+  const sha = createHash("sha256").update(bytes).digest("hex");
+  // The first socket carries five chunks and then drops, as a flaky network would.
+  let socketsSeen = 0;
+  const chunkOffsets = [];
+  await alice.page.routeWebSocket(/\/ws$/, (ws) => {
+    const which = ++socketsSeen;
+    const upstream = ws.connectToServer();
+    let chunks = 0;
+    ws.onMessage((frame) => {
+      if (typeof frame !== "string") {
+        chunks += 1;
+        if (which === 1 && chunks > 5) {
+          if (chunks === 6) {
+            ws.close({ code: 1012, reason: "dropped by the test" });
+            upstream.close();
+          }
+          return;
+        }
+        chunkOffsets.push({ socket: which, offset: Number(frame.readBigUInt64BE(8)) });
+      }
+      upstream.send(frame);
+    });
+    upstream.onMessage((frame) => ws.send(frame));
+  });
+  await alice.page.reload();
+  await alice.openConversation("bob");
+  await alice.page.getByTestId("file-input").setInputFiles({ name: "resumed.bin", mimeType: "application/octet-stream", buffer: bytes });
+  const own = alice.page.locator('[data-testid="message"]', { has: alice.page.locator('[data-testid="file-name"]', { hasText: "resumed.bin" }) });
+  await own.locator('[data-testid="message-status"][data-status="read"]').waitFor();
+  assert.ok(socketsSeen >= 2, "the page reconnected");
+  const resumedAt = chunkOffsets.find((c) => c.socket > 1)?.offset;
+  assert.ok(resumedAt > 0, `the second socket went on from the server's offset, not from 0 (${JSON.stringify(chunkOffsets)})`);
+
+  const theirs = bob.page.locator('[data-testid="message"]', { has: bob.page.locator('[data-testid="file-name"]', { hasText: "resumed.bin" }) });
+  const [download] = await Promise.all([bob.page.waitForEvent("download"), theirs.getByTestId("download").click()]);
+  const got = readFileSync(await download.path());
+  assert.equal(createHash("sha256").update(got).digest("hex"), sha);
+  await alice.page.unrouteAll({ behavior: "ignoreErrors" });
+  await alice.page.reload();
+  await alice.openConversation("bob");
 });
 
 test("server killed (SIGKILL) and restarted on the same port and data: both pages reconnect by themselves and resync", async () => {

@@ -201,3 +201,17 @@ test("an epoch change drops the cached timelines but keeps the outbox", async ()
   assert.deepEqual(client.timelines.get(3).messages().map((m) => m.body), ["unsent"]);
   assert.deepEqual(FakeSocket.last.json()[1].cursors, {});
 });
+
+test("the markers are read once more shortly after ready (a receipt sent while connecting can miss the socket)", async () => {
+  const { client, time } = setup();
+  const socket = await connect(client);
+  const entry = client.send(3, "hello");
+  socket.serverSend({ type: "ack", conversation: 3, localId: entry.localId, id: 20, seq: 2, ts: 40 });
+  const mine = () => client.timelines.get(3).messages().find((m) => m.localId === entry.localId);
+  assert.equal(client.ticks(mine()).state, "sent");
+  time.advance(2000);
+  const request = socket.json().at(-1);
+  assert.equal(request.type, "conversations");
+  socket.serverSend({ type: "conversations", ref: request.ref, conversations: [{ ...direct, lastSeq: 2, unread: 0, markers: [{ user: 2, delivered: 2, read: 2 }] }] });
+  assert.equal(client.ticks(mine()).state, "read");
+});

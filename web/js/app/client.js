@@ -15,6 +15,9 @@ import { Uploads } from "./uploads.js";
 /** Messages per history page (the first screen and each step back). */
 export const PAGE_SIZE = 50;
 
+/** How long after `ready` the markers are read once more (see scheduleMarkerRefresh). */
+const MARKER_REFRESH_MS = 2000;
+
 /**
  * @typedef {{id: number, kind: "group" | "direct", name: string, owner?: number | null,
  *            members: {id: number, username: string}[], lastSeq: number,
@@ -208,6 +211,14 @@ export class ChatClient {
         this.upsert(msg.conversation, { pushed: true });
         return this.answer(msg);
       case "conversations":
+        if (msg.ref != null && msg.ref === this.markerRefresh) {
+          // Only the markers: they only ever move forward, so taking them cannot undo anything.
+          for (const c of msg.conversations) {
+            if (!this.conversations.has(c.id)) continue;
+            this.receipts.loadConversation({ id: c.id, members: c.members, lastSeq: c.lastSeq, markers: c.markers });
+          }
+          return;
+        }
         for (const c of msg.conversations) this.upsert(c);
         return this.answer(msg);
       case "conversation_removed":
@@ -246,8 +257,29 @@ export class ChatClient {
       this.receipts.attach(this.sendJson);
       this.uploads.attach();
       if (this.open != null && listed.has(this.open)) this.watchOpen();
+      this.scheduleMarkerRefresh();
     }
     this.emit("ready", { again });
+  }
+
+  /**
+   * Asks for the conversation list once more, shortly after `ready`, and takes its markers.
+   *
+   * A `receipt` fanned out while this connection was authenticating can miss it, and the
+   * markers in `ready` are read from the database, which may not hold a marker merged in the
+   * server's memory yet: a tick could then stay at "delivered" until the next receipt. The
+   * second look, after the server's next write batch, closes that window.
+   */
+  scheduleMarkerRefresh() {
+    const timers = this.outbox.timers;
+    if (this.markerTimer != null) timers.clearTimeout(this.markerTimer);
+    this.markerTimer = timers.setTimeout(() => {
+      this.markerTimer = null;
+      if (!this.authed) return;
+      const ref = `c${++this.refCounter}`;
+      this.markerRefresh = ref;
+      this.sendJson({ type: "conversations", ref });
+    }, MARKER_REFRESH_MS);
   }
 
   /** A message from any source but history: into its timeline, cursor, receipts and list. */
