@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chatgroup_server::config::{format_duration, parse_duration, Durability, Secret};
+use chatgroup_server::config::{format_duration, parse_duration, DeflateMode, Durability, Secret};
 use chatgroup_server::{Config, OriginPolicy};
 use clap::Parser;
 use tokio::net::TcpSocket;
@@ -224,6 +224,18 @@ struct Args {
     #[arg(long, value_name = "DIR", env = "CHATGROUP_WEB_DIR")]
     web_dir: Option<PathBuf>,
 
+    /// permessage-deflate (RFC 7692): off declines it; shared compresses without context
+    /// takeover, with each thread's deflate state shared by every connection (an idle
+    /// connection costs nothing extra, a broadcast is compressed once); dedicated keeps
+    /// context and a compressor and decompressor per connection (about 354 KiB each).
+    #[arg(long, value_name = "MODE", env = "CHATGROUP_DEFLATE", default_value_t = Config::default().deflate)]
+    deflate: DeflateMode,
+
+    /// Messages smaller than this many bytes are sent uncompressed even where deflate was
+    /// agreed (short JSON barely shrinks).
+    #[arg(long, value_name = "BYTES", env = "CHATGROUP_DEFLATE_THRESHOLD", default_value_t = Config::default().deflate_threshold)]
+    deflate_threshold: usize,
+
     /// Log filter (tracing EnvFilter syntax, e.g. "info" or "chatgroup_server=debug").
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -304,6 +316,8 @@ impl Args {
         cfg.file_chunk_burst = self.file_chunk_burst;
         cfg.echo = self.echo;
         cfg.web_dir = self.web_dir;
+        cfg.deflate = self.deflate;
+        cfg.deflate_threshold = self.deflate_threshold;
         cfg
     }
 }

@@ -9,6 +9,7 @@ mod backpressure;
 mod broadcast;
 mod chat;
 mod client_errors;
+mod deflate;
 mod garbage;
 mod heartbeat;
 mod http_surface;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use chatgroup_server::Config;
+use rfc6455::deflate::{CompressedSize, DeflateOffer, DeflateParams, MessageCompressor};
 use rfc6455::{
     ClientHandshake, ClientHandshakeError, CloseCode, CloseFrame, CodecConfig, Event, Frame,
-    Message, Reader,
+    Message, OpCode, Reader, Role,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -200,6 +201,8 @@ pub(crate) struct TestClient {
     pub(crate) stream: TcpStream,
     buf: BytesMut,
     reader: Reader,
+    /// permessage-deflate as the server agreed to it, with the compressor for our side.
+    deflate: Option<(DeflateParams, MessageCompressor)>,
 }
 
 impl std::fmt::Debug for TestClient {
@@ -227,12 +230,32 @@ impl TestClient {
         Self::handshake_on(stream, addr, path, headers).await
     }
 
+    /// Connects offering permessage-deflate; the client then inflates what the server
+    /// compresses and can send compressed messages itself ([`TestClient::send_compressed`]).
+    pub(crate) async fn connect_deflate(addr: SocketAddr, path: &str, offer: DeflateOffer) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("tcp connect");
+        match Self::handshake_with(stream, addr, path, &[], Some(offer)).await {
+            Connect::Open(c) => c,
+            Connect::Refused(status) => panic!("handshake to {path} refused with {status}"),
+        }
+    }
+
     /// Runs the opening handshake on an existing stream.
     pub(crate) async fn handshake_on(
+        stream: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Connect {
+        Self::handshake_with(stream, addr, path, headers, None).await
+    }
+
+    async fn handshake_with(
         mut stream: TcpStream,
         addr: SocketAddr,
         path: &str,
         headers: &[(&str, &str)],
+        deflate: Option<DeflateOffer>,
     ) -> Connect {
         let mut nonce = [0u8; 16];
         for chunk in nonce.chunks_mut(4) {
@@ -242,22 +265,32 @@ impl TestClient {
         for (name, value) in headers {
             hs = hs.with_header(name, value);
         }
+        if let Some(offer) = deflate {
+            hs = hs.with_deflate(offer);
+        }
         let mut out = BytesMut::new();
         hs.write_request(&mut out).expect("a well-formed request");
         stream.write_all(&out).await.unwrap();
         let mut buf = BytesMut::new();
         loop {
             match hs.parse_response(&buf) {
-                Ok(Some((_, used))) => {
+                Ok(Some((answer, used))) => {
                     buf.advance(used);
+                    let mut cfg = CodecConfig::client()
+                        .with_max_message_len(64 << 20)
+                        .with_max_frame_len(64 << 20);
+                    if let Some(agreed) = answer.deflate {
+                        cfg = cfg.with_deflate(agreed);
+                    }
+                    let deflate = answer.deflate.map(|agreed| {
+                        let fresh = agreed.compress_no_context_takeover(Role::Client);
+                        (agreed, MessageCompressor::new(fresh))
+                    });
                     return Connect::Open(Self {
                         stream,
                         buf,
-                        reader: Reader::new(
-                            CodecConfig::client()
-                                .with_max_message_len(64 << 20)
-                                .with_max_frame_len(64 << 20),
-                        ),
+                        reader: Reader::new(cfg),
+                        deflate,
                     });
                 }
                 Ok(None) => {}
@@ -277,6 +310,27 @@ impl TestClient {
         let mut out = BytesMut::new();
         frame.encode(Some(next_mask()), &mut out);
         self.send_raw(&out).await;
+    }
+
+    /// What the server agreed to for permessage-deflate, if anything.
+    pub(crate) fn deflate(&self) -> Option<DeflateParams> {
+        self.deflate.as_ref().map(|(agreed, _)| *agreed)
+    }
+
+    /// Sends a whole message compressed (RSV1), as agreed; panics without an agreement.
+    pub(crate) async fn send_compressed(&mut self, opcode: OpCode, payload: &[u8]) {
+        let (_, compressor) = self.deflate.as_mut().expect("deflate agreed");
+        let mut out = BytesMut::new();
+        compressor
+            .frame(opcode, payload, Some(next_mask()), &mut out)
+            .expect("a data opcode");
+        self.send_raw(&out).await;
+    }
+
+    /// The compressed and inflated sizes of the last message received, when the server
+    /// sent it compressed.
+    pub(crate) fn last_compressed(&self) -> Option<CompressedSize> {
+        self.reader.last_compressed()
     }
 
     /// Sends raw bytes (may be illegal).

@@ -124,6 +124,73 @@ pub struct Config {
     /// Serve the browser client from this directory (laid out like the repository's `web/`)
     /// instead of the copy embedded in the binary: edits show on the next reload.
     pub web_dir: Option<PathBuf>,
+    /// permessage-deflate (RFC 7692): whether the server agrees to compress, and with whose
+    /// deflate state; see [`DeflateMode`].
+    pub deflate: DeflateMode,
+    /// Data messages with a payload smaller than this many bytes are sent uncompressed even
+    /// to connections that agreed to compression: a short JSON event barely shrinks, and
+    /// compressing it costs more than the bytes it saves.
+    pub deflate_threshold: usize,
+}
+
+/// How the server handles permessage-deflate (RFC 7692) offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeflateMode {
+    /// Decline every offer: no connection is compressed.
+    Off,
+    /// Accept offers without context takeover in either direction (the response says
+    /// `server_no_context_takeover; client_no_context_takeover`): no deflate state belongs
+    /// to a connection, each thread's compressor and decompressor serve all of them, and a
+    /// broadcast is compressed once for every recipient. An idle connection costs nothing
+    /// more than without compression.
+    #[default]
+    Shared,
+    /// Accept offers with context takeover both ways where the client allows it: each
+    /// connection keeps its own compressor (about 312 KiB, from its first compressed frame
+    /// on) and decompressor (about 42 KiB, from its first compressed message on), which
+    /// compresses small, repetitive messages better but compresses every frame once per
+    /// recipient.
+    Dedicated,
+}
+
+impl DeflateMode {
+    /// The codec's negotiation policy for this mode; `None` when offers are declined.
+    #[must_use]
+    pub fn policy(self) -> Option<rfc6455::deflate::DeflatePolicy> {
+        let shared = rfc6455::deflate::DeflatePolicy::default();
+        match self {
+            Self::Off => None,
+            Self::Shared => Some(shared),
+            Self::Dedicated => Some(rfc6455::deflate::DeflatePolicy {
+                server_context_takeover: true,
+                client_context_takeover: true,
+                ..shared
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for DeflateMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::Shared => "shared",
+            Self::Dedicated => "dedicated",
+        })
+    }
+}
+
+impl std::str::FromStr for DeflateMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" => Ok(Self::Off),
+            "shared" => Ok(Self::Shared),
+            "dedicated" => Ok(Self::Dedicated),
+            _ => Err(format!("{s:?} is not off, shared or dedicated")),
+        }
+    }
 }
 
 impl Default for Config {
@@ -176,6 +243,8 @@ impl Default for Config {
             file_chunk_burst: 1024,
             echo: false,
             web_dir: None,
+            deflate: DeflateMode::Shared,
+            deflate_threshold: 256,
         }
     }
 }
@@ -454,6 +523,25 @@ mod tests {
         let cfg = Config::default().validate().expect("defaults validate");
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(cfg.sweep_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn deflate_modes_parse_and_pick_their_policy() {
+        assert_eq!(Config::default().deflate, DeflateMode::Shared);
+        for mode in [
+            DeflateMode::Off,
+            DeflateMode::Shared,
+            DeflateMode::Dedicated,
+        ] {
+            assert_eq!(mode.to_string().parse::<DeflateMode>(), Ok(mode));
+        }
+        assert_eq!("SHARED".parse::<DeflateMode>(), Ok(DeflateMode::Shared));
+        assert!("on".parse::<DeflateMode>().is_err());
+        assert_eq!(DeflateMode::Off.policy(), None);
+        let shared = DeflateMode::Shared.policy().unwrap();
+        assert!(!shared.server_context_takeover && !shared.client_context_takeover);
+        let dedicated = DeflateMode::Dedicated.policy().unwrap();
+        assert!(dedicated.server_context_takeover && dedicated.client_context_takeover);
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
+use rfc6455::deflate::DeflateParams;
 use rfc6455::{
     parse_request, validate_upgrade, write_accept, write_reject, HandshakeError, HeadLimits,
-    RequestHead,
+    RequestHead, Role,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,7 +27,7 @@ use crate::hub::chat::ChatCommand;
 use crate::hub::Command;
 use crate::metrics;
 use crate::origin::origin_allowed;
-use crate::outbox::Outbox;
+use crate::outbox::{OutDeflate, Outbox};
 use crate::pump::read::ReadPump;
 use crate::pump::replies::Replies;
 use crate::pump::{self, Mode};
@@ -45,6 +46,8 @@ enum Action {
         accept: BytesMut,
         mode: Mode,
         guard: ConnGuard,
+        /// permessage-deflate as the 101 agreed to it.
+        deflate: Option<DeflateParams>,
     },
 }
 
@@ -147,13 +150,14 @@ pub(crate) async fn serve(
                 accept,
                 mode,
                 guard,
+                deflate,
             } => {
                 let written = timeout(ctx.cfg.handshake_timeout, stream.write_all(&accept)).await;
                 if !matches!(written, Ok(Ok(()))) {
                     return;
                 }
                 metrics::inc(&ctx.metrics.handshakes_accepted);
-                start_websocket(stream, peer, buf, mode, guard, ctx).await;
+                start_websocket(stream, peer, buf, mode, guard, deflate, ctx).await;
                 return;
             }
         }
@@ -238,12 +242,39 @@ fn upgrade(head: &RequestHead<'_>, ctx: &ServerCtx, mode: Result<Mode, &'static 
     let Ok(permit) = ctx.ws_slots.clone().try_acquire_owned() else {
         return refuse(503, "too many connections");
     };
-    let mut accept = BytesMut::with_capacity(160);
-    write_accept(&req, None, &[], &mut accept);
+    // RFC 7692: agree to the first permessage-deflate offer the configured mode accepts.
+    let deflate = ctx
+        .cfg
+        .deflate
+        .policy()
+        .and_then(|policy| req.negotiate_deflate(&policy));
+    let mut accept = BytesMut::with_capacity(240);
+    match deflate.map(|agreed| agreed.header_value()) {
+        Some(value) => write_accept(
+            &req,
+            None,
+            &[("Sec-WebSocket-Extensions", &value)],
+            &mut accept,
+        ),
+        None => write_accept(&req, None, &[], &mut accept),
+    }
     Action::Upgrade {
         accept,
         mode,
         guard: ConnGuard::new(permit, ctx.metrics.clone()),
+        deflate,
+    }
+}
+
+/// How a connection's outgoing data frames are compressed under the agreed `deflate`.
+fn out_deflate(deflate: Option<&DeflateParams>, cfg: &crate::Config) -> OutDeflate {
+    let threshold = cfg.deflate_threshold;
+    match deflate {
+        None => OutDeflate::Off,
+        // Without server context takeover no state is the connection's: the thread's
+        // compressor serves it, and a broadcast's compressed frame is shared.
+        Some(p) if p.compress_no_context_takeover(Role::Server) => OutDeflate::Shared { threshold },
+        Some(_) => OutDeflate::Dedicated { threshold },
     }
 }
 
@@ -253,15 +284,18 @@ async fn start_websocket(
     buf: BytesMut,
     mode: Mode,
     guard: ConnGuard,
+    deflate: Option<DeflateParams>,
     ctx: Arc<ServerCtx>,
 ) {
     let client = ctx.next_client_id();
     let (rd, wr) = stream.into_split();
-    let outbox = Arc::new(Outbox::with_socket(
-        ctx.cfg.outbox_depth,
-        ctx.cfg.outbox_bytes,
-        wr,
-    ));
+    if deflate.is_some() {
+        metrics::inc(&ctx.metrics.deflate.connections);
+    }
+    let outbox = Arc::new(
+        Outbox::with_socket(ctx.cfg.outbox_depth, ctx.cfg.outbox_bytes, wr)
+            .with_deflate(out_deflate(deflate.as_ref(), &ctx.cfg)),
+    );
     if ctx.hub.register(client, outbox.clone()).await.is_err() {
         return;
     }
@@ -292,6 +326,7 @@ async fn start_websocket(
         rd,
         buf,
         reader: None,
+        deflate,
         replies: Replies::default(),
         streaming: false,
         outbox,

@@ -58,6 +58,33 @@ pub struct Metrics {
     /// Connections closed because of what the client sent, by the close code we sent; see
     /// [`Metrics::count_client_close`].
     pub client_closes: ClientCloses,
+    /// permessage-deflate counters; see [`DeflateMetrics`].
+    pub deflate: DeflateMetrics,
+}
+
+/// What permessage-deflate (RFC 7692) does on the wire: payload bytes before and after, in
+/// each direction. Payloads only (frame headers are not counted), so `compressed / plain`
+/// is the compression ratio.
+#[derive(Debug, Default)]
+pub struct DeflateMetrics {
+    /// WebSocket connections that agreed to permessage-deflate.
+    pub connections: AtomicU64,
+    /// Compressed messages received.
+    pub messages_in: AtomicU64,
+    /// Their payload bytes as received (compressed).
+    pub bytes_in: AtomicU64,
+    /// Their payload bytes once inflated.
+    pub plain_bytes_in: AtomicU64,
+    /// Messages compressed for sending (a broadcast compressed once for every recipient
+    /// counts once).
+    pub messages_out: AtomicU64,
+    /// Payload bytes before that compression.
+    pub plain_bytes_out: AtomicU64,
+    /// Payload bytes after it.
+    pub bytes_out: AtomicU64,
+    /// Compressed frames handed to recipients' outboxes (each recipient of a shared
+    /// compressed broadcast counts).
+    pub deliveries: AtomicU64,
 }
 
 /// Per-close-code counts of connections the server closed because of the client's
@@ -249,7 +276,87 @@ impl Metrics {
             );
         }
         self.render_client_closes(&mut out);
+        self.render_deflate(&mut out);
         out
+    }
+
+    /// The permessage-deflate counters, and the ratio of compressed to plain payload bytes
+    /// in each direction (0 before any compressed message).
+    fn render_deflate(&self, out: &mut String) {
+        let d = &self.deflate;
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        for (name, help, value) in [
+            (
+                "chatgroup_deflate_connections_total",
+                "WebSocket connections that agreed to permessage-deflate",
+                &d.connections,
+            ),
+            (
+                "chatgroup_deflate_messages_in_total",
+                "Compressed messages received",
+                &d.messages_in,
+            ),
+            (
+                "chatgroup_deflate_bytes_in_total",
+                "Payload bytes of compressed messages as received",
+                &d.bytes_in,
+            ),
+            (
+                "chatgroup_deflate_plain_bytes_in_total",
+                "Payload bytes of compressed messages once inflated",
+                &d.plain_bytes_in,
+            ),
+            (
+                "chatgroup_deflate_messages_out_total",
+                "Messages compressed for sending (a shared broadcast counts once)",
+                &d.messages_out,
+            ),
+            (
+                "chatgroup_deflate_plain_bytes_out_total",
+                "Payload bytes of messages before compression for sending",
+                &d.plain_bytes_out,
+            ),
+            (
+                "chatgroup_deflate_bytes_out_total",
+                "Payload bytes of messages after compression for sending",
+                &d.bytes_out,
+            ),
+            (
+                "chatgroup_deflate_deliveries_total",
+                "Compressed frames handed to recipients (every recipient counts)",
+                &d.deliveries,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                load(value)
+            );
+        }
+        for (name, help, compressed, plain) in [
+            (
+                "chatgroup_deflate_ratio_in",
+                "Compressed over inflated payload bytes received",
+                &d.bytes_in,
+                &d.plain_bytes_in,
+            ),
+            (
+                "chatgroup_deflate_ratio_out",
+                "Compressed over plain payload bytes of messages compressed for sending",
+                &d.bytes_out,
+                &d.plain_bytes_out,
+            ),
+        ] {
+            #[allow(clippy::cast_precision_loss)] // a ratio; byte counts far below 2^52
+            let ratio = match load(plain) {
+                0 => 0.0,
+                p => load(compressed) as f64 / p as f64,
+            };
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {ratio:.4}"
+            );
+        }
     }
 
     /// One labelled family: `chatgroup_client_closes_total{code="1002"}` and so on. Slow
@@ -328,8 +435,29 @@ mod tests {
         assert!(text.contains("\nchatgroup_bytes_out_total 42\n"));
         assert!(text.contains("\nchatgroup_sweep_terminations_total 1\n"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 22 + 7);
-        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 23);
+        assert_eq!(samples, 22 + 7 + 10);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 33);
+    }
+
+    #[test]
+    fn deflate_counters_and_ratios() {
+        let m = Metrics::default();
+        assert!(m
+            .render()
+            .contains("\nchatgroup_deflate_ratio_out 0.0000\n"));
+        add(&m.deflate.plain_bytes_out, 1000);
+        add(&m.deflate.bytes_out, 250);
+        add(&m.deflate.plain_bytes_in, 300);
+        add(&m.deflate.bytes_in, 100);
+        inc(&m.deflate.deliveries);
+        let text = m.render();
+        assert!(
+            text.contains("\nchatgroup_deflate_ratio_out 0.2500\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nchatgroup_deflate_ratio_in 0.3333\n"));
+        assert!(text.contains("# TYPE chatgroup_deflate_ratio_in gauge\n"));
+        assert!(text.contains("\nchatgroup_deflate_deliveries_total 1\n"));
     }
 
     #[test]

@@ -44,7 +44,10 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use rfc6455::deflate::MessageCompressor;
+
 use crate::metrics::{self, Metrics};
+use crate::wire;
 
 /// At most this many slices per vectored write.
 pub(crate) const MAX_IOV: usize = 64;
@@ -52,6 +55,29 @@ pub(crate) const MAX_IOV: usize = 64;
 /// Bytes charged per queued frame on top of its length (the queue entry and the shared
 /// allocation's header), so the byte bound also bounds a flood of tiny frames.
 pub const FRAME_OVERHEAD: usize = 64;
+
+/// How a connection's data frames go out: permessage-deflate (RFC 7692) as agreed at its
+/// upgrade. Only frames delivered through [`Outbox::deliver`] (everything the hub and the
+/// chat session send) are compressed; the read pump's replies (pongs, echoes) go out plain,
+/// which RFC 7692 allows for any message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutDeflate {
+    /// Not agreed: every frame as given.
+    #[default]
+    Off,
+    /// Agreed without server context takeover: a data frame of at least `threshold` payload
+    /// bytes goes out in the compressed form its sender made once for every such recipient.
+    Shared {
+        /// Smallest payload worth compressing.
+        threshold: usize,
+    },
+    /// Agreed with server context takeover: data frames of at least `threshold` payload
+    /// bytes are compressed here, in queue order, by this connection's own compressor.
+    Dedicated {
+        /// Smallest payload worth compressing.
+        threshold: usize,
+    },
+}
 
 /// A hint for [`Outbox::deliver`]: how busy the sender is. The outbox turns it into an I/O
 /// strategy.
@@ -139,6 +165,10 @@ struct Queue {
     reader_waker: Option<Waker>,
     /// The write pump's waker while it waits for frames (or for the socket).
     writer_waker: Option<Waker>,
+    /// With [`OutDeflate::Dedicated`], this connection's compressor, from its first
+    /// compressed frame on. Under the queue's lock, so frames are compressed in the order
+    /// they are queued, which is the order the peer inflates them in.
+    compressor: Option<Box<MessageCompressor>>,
 }
 
 /// Per-connection shared state. See the module docs.
@@ -156,6 +186,8 @@ pub struct Outbox {
     /// The connection's write half; `None` in tests of the queue alone (everything is then
     /// queued).
     socket: Option<OwnedWriteHalf>,
+    /// permessage-deflate as agreed at the upgrade.
+    deflate: OutDeflate,
 }
 
 impl Outbox {
@@ -171,6 +203,24 @@ impl Outbox {
             killed: AtomicBool::new(false),
             alive: AtomicBool::new(true),
             socket: None,
+            deflate: OutDeflate::Off,
+        }
+    }
+
+    /// Sends this connection's data frames compressed as `deflate` says.
+    #[must_use]
+    pub fn with_deflate(mut self, deflate: OutDeflate) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// The payload size from which a sender should hand [`Outbox::deliver`] the shared
+    /// compressed form of a frame: `Some` only for [`OutDeflate::Shared`].
+    #[must_use]
+    pub fn shared_deflate(&self) -> Option<usize> {
+        match self.deflate {
+            OutDeflate::Shared { threshold } => Some(threshold),
+            _ => None,
         }
     }
 
@@ -209,16 +259,26 @@ impl Outbox {
     /// longer than `grace`, or a frame that would cross the hard bound, asks for eviction;
     /// a queue past its soft limit within `grace`, for watching. Direct writes and frames
     /// refused at the hard bound are counted in `metrics`.
+    ///
+    /// `deflated` is the frame's shared compressed form (see [`Outbox::shared_deflate`]),
+    /// sent instead of `frame` to a connection that agreed to it; one with its own
+    /// compressor compresses `frame` itself.
     pub fn deliver(
         &self,
         frame: Bytes,
+        deflated: Option<Bytes>,
         pace: Pace,
         grace: Duration,
         metrics: &Metrics,
     ) -> Delivery {
+        let out = Outgoing {
+            plain: frame,
+            deflated,
+            metrics,
+        };
         let pushed = match pace {
-            Pace::Idle => self.send(frame, metrics),
-            Pace::Busy => self.push(frame),
+            Pace::Idle => self.send(out),
+            Pace::Busy => self.push_out(out),
         };
         match pushed {
             Push::Sent | Push::Queued => Delivery::Done,
@@ -245,26 +305,63 @@ impl Outbox {
         }
     }
 
-    /// Queues an encoded data or control frame without waiting.
+    /// Queues an encoded data or control frame without waiting, as it is.
+    #[cfg(test)]
     fn push(&self, frame: Bytes) -> Push {
+        self.push_out(Outgoing {
+            plain: frame,
+            deflated: None,
+            metrics: &Metrics::default(),
+        })
+    }
+
+    /// Queues a frame in the form this connection takes it, without waiting.
+    fn push_out(&self, out: Outgoing<'_>) -> Push {
         let mut q = self.lock();
         if q.closing || self.killed.load(Ordering::Relaxed) {
             return Push::Closed;
         }
+        let frame = self.outgoing(&mut q, out);
         let result = self.enqueue(&mut q, frame);
         self.wake_writer(q);
         result
+    }
+
+    /// The bytes to send for `out` on this connection: the plain frame, the shared
+    /// compressed form, or the frame compressed by this connection's own compressor. Called
+    /// under the lock, right before queueing or writing, so a dedicated compressor sees
+    /// frames in wire order.
+    fn outgoing(&self, q: &mut Queue, out: Outgoing<'_>) -> Bytes {
+        let compressed = match self.deflate {
+            OutDeflate::Off => None,
+            OutDeflate::Shared { .. } => out.deflated,
+            OutDeflate::Dedicated { threshold } => {
+                let compressor = q
+                    .compressor
+                    .get_or_insert_with(|| Box::new(MessageCompressor::new(false)));
+                wire::deflate_dedicated(compressor, &out.plain, threshold, out.metrics)
+            }
+        };
+        match compressed {
+            Some(frame) => {
+                metrics::inc(&out.metrics.deflate.deliveries);
+                frame
+            }
+            None => out.plain,
+        }
     }
 
     /// Like `push`, but writes the frame to the socket at once when nothing is queued or
     /// being written and the socket takes it; only what it does not take is queued. Costs a
     /// syscall under this outbox's lock instead of a wake-up of the write pump. Direct writes
     /// are counted in `metrics`.
-    fn send(&self, frame: Bytes, metrics: &Metrics) -> Push {
+    fn send(&self, out: Outgoing<'_>) -> Push {
+        let metrics = out.metrics;
         let mut q = self.lock();
         if q.closing || self.killed.load(Ordering::Relaxed) {
             return Push::Closed;
         }
+        let frame = self.outgoing(&mut q, out);
         let written = match self.write_now(&q, &[IoSlice::new(&frame)]) {
             Some(n) => n,
             None => {
@@ -564,6 +661,13 @@ impl Outbox {
     }
 }
 
+/// A frame on its way into an outbox, with what [`Outbox::outgoing`] needs to pick its form.
+struct Outgoing<'a> {
+    plain: Bytes,
+    deflated: Option<Bytes>,
+    metrics: &'a Metrics,
+}
+
 /// The verdict on a queue past its soft limit since `since`.
 fn behind_since(since: Instant, grace: Duration) -> Delivery {
     if since.elapsed() >= grace {
@@ -608,6 +712,15 @@ mod tests {
 
     fn b(s: &'static str) -> Bytes {
         Bytes::from_static(s.as_bytes())
+    }
+
+    /// A frame sent as it is.
+    fn plain(frame: Bytes, metrics: &Metrics) -> Outgoing<'_> {
+        Outgoing {
+            plain: frame,
+            deflated: None,
+            metrics,
+        }
     }
 
     #[test]
@@ -749,24 +862,28 @@ mod tests {
     async fn send_writes_at_once_only_while_nothing_is_queued() {
         let (ob, mut client) = pair(10, 1000).await;
         let m = Metrics::default();
-        assert_eq!(ob.send(b("one"), &m), Push::Sent);
+        assert_eq!(ob.send(plain(b("one"), &m)), Push::Sent);
         assert!(ob.is_empty(), "nothing queued");
         assert_eq!(read_exact(&mut client, 3).await, b"one");
         // A queued frame must go first: later sends queue behind it.
         assert_eq!(ob.push(b("two")), Push::Queued);
-        assert_eq!(ob.send(b("three"), &m), Push::Queued);
+        assert_eq!(ob.send(plain(b("three"), &m)), Push::Queued);
         let mut batch = VecDeque::new();
         ob.take(&mut batch, false);
         assert_eq!(batch, VecDeque::from(vec![b("two"), b("three")]));
-        assert_eq!(ob.send(b("four"), &m), Push::Queued, "taken is not written");
+        assert_eq!(
+            ob.send(plain(b("four"), &m)),
+            Push::Queued,
+            "taken is not written"
+        );
         ob.written(2, 8);
         ob.take(&mut batch, false);
         ob.written(1, 4);
-        assert_eq!(ob.send(b("five"), &m), Push::Sent, "drained again");
+        assert_eq!(ob.send(plain(b("five"), &m)), Push::Sent, "drained again");
         assert_eq!(read_exact(&mut client, 4).await, b"five");
         assert_eq!(m.frames_out.load(Ordering::Relaxed), 2);
         assert!(ob.close(b("CLOSE"), false));
-        assert_eq!(ob.send(b("late"), &m), Push::Closed);
+        assert_eq!(ob.send(plain(b("late"), &m)), Push::Closed);
     }
 
     /// Sends `frames` as one batch, one slice per frame, as the read pump sends its replies.
@@ -848,13 +965,22 @@ mod tests {
     async fn deliver_writes_at_once_when_idle_and_queues_when_busy() {
         let (ob, mut client) = pair(10, 1000).await;
         let m = Metrics::default();
-        assert_eq!(ob.deliver(b("one"), Pace::Idle, LONG, &m), Delivery::Done);
+        assert_eq!(
+            ob.deliver(b("one"), None, Pace::Idle, LONG, &m),
+            Delivery::Done
+        );
         assert!(ob.is_empty(), "written, not queued");
         assert_eq!(read_exact(&mut client, 3).await, b"one");
-        assert_eq!(ob.deliver(b("two"), Pace::Busy, LONG, &m), Delivery::Done);
+        assert_eq!(
+            ob.deliver(b("two"), None, Pace::Busy, LONG, &m),
+            Delivery::Done
+        );
         assert_eq!(ob.len(), 1, "queued for the write pump");
         // Even when the hub is idle, a frame never overtakes a queued one.
-        assert_eq!(ob.deliver(b("three"), Pace::Idle, LONG, &m), Delivery::Done);
+        assert_eq!(
+            ob.deliver(b("three"), None, Pace::Idle, LONG, &m),
+            Delivery::Done
+        );
         let mut batch = VecDeque::new();
         ob.take(&mut batch, false);
         assert_eq!(batch, VecDeque::from(vec![b("two"), b("three")]));
@@ -880,7 +1006,7 @@ mod tests {
         ] {
             let m = Metrics::default();
             let ob = Outbox::new(1, 3 * (FRAME_OVERHEAD + frame.len()));
-            let deliver = |grace| ob.deliver(frame.clone(), pace, grace, &m);
+            let deliver = |grace| ob.deliver(frame.clone(), None, pace, grace, &m);
             assert_eq!(deliver(LONG), Delivery::Done);
             assert_eq!(deliver(LONG), Delivery::Watch, "past the soft limit");
             assert_eq!(ob.recheck(LONG), Delivery::Watch);
@@ -897,5 +1023,74 @@ mod tests {
             assert_eq!(deliver(LONG), Delivery::Closed);
             assert_eq!(ob.recheck(LONG), Delivery::Closed);
         }
+    }
+
+    /// The messages a client with `params` reads from the queued frames.
+    fn read_queued(ob: &Outbox, params: rfc6455::deflate::DeflateParams) -> Vec<(String, bool)> {
+        let mut batch = VecDeque::new();
+        ob.take(&mut batch, false);
+        let mut wire = bytes::BytesMut::new();
+        for frame in &batch {
+            wire.extend_from_slice(frame);
+        }
+        let cfg = rfc6455::CodecConfig::client().with_deflate(params);
+        let mut reader = rfc6455::Reader::new(cfg);
+        let mut got = Vec::new();
+        while let Some(event) = reader.read(&mut wire).unwrap() {
+            let rfc6455::Event::Message(rfc6455::Message::Text(t)) = event else {
+                panic!("expected text, got {event:?}");
+            };
+            got.push((t.as_str().to_owned(), reader.last_compressed().is_some()));
+        }
+        got
+    }
+
+    #[test]
+    fn each_deflate_mode_picks_its_form_of_a_frame() {
+        use rfc6455::deflate::DeflateParams;
+        let m = Metrics::default();
+        let body = "{\"type\":\"message\"} ".repeat(30);
+        let plain = rfc6455::Frame::text(body.clone()).to_bytes();
+        let shared = wire::deflate_shared(&plain, 16, &m).expect("compressible");
+        let no_takeover = DeflateParams {
+            server_no_context_takeover: true,
+            ..DeflateParams::default()
+        };
+        // Off: the plain frame, whatever compressed form is offered.
+        let off = Outbox::new(10, 1 << 20);
+        assert_eq!(off.shared_deflate(), None);
+        off.deliver(plain.clone(), Some(shared.clone()), Pace::Busy, LONG, &m);
+        assert_eq!(read_queued(&off, no_takeover), [(body.clone(), false)]);
+        // Shared: the offered compressed form, as it is.
+        let ob = Outbox::new(10, 1 << 20).with_deflate(OutDeflate::Shared { threshold: 16 });
+        assert_eq!(ob.shared_deflate(), Some(16));
+        ob.deliver(plain.clone(), Some(shared.clone()), Pace::Busy, LONG, &m);
+        ob.deliver(plain.clone(), None, Pace::Busy, LONG, &m);
+        assert_eq!(
+            read_queued(&ob, no_takeover),
+            [(body.clone(), true), (body.clone(), false)]
+        );
+        // Dedicated: compressed here, with context, in queue order, whatever is offered.
+        let ob = Outbox::new(10, 1 << 20).with_deflate(OutDeflate::Dedicated { threshold: 16 });
+        assert_eq!(ob.shared_deflate(), None);
+        for i in 0..4 {
+            let text = format!("{body} {i}");
+            let frame = rfc6455::Frame::text(text).to_bytes();
+            ob.deliver(frame, None, Pace::Busy, LONG, &m);
+        }
+        ob.deliver(
+            rfc6455::Frame::text("tiny").to_bytes(),
+            None,
+            Pace::Busy,
+            LONG,
+            &m,
+        );
+        let got = read_queued(&ob, DeflateParams::default());
+        let want: Vec<_> = (0..4)
+            .map(|i| (format!("{body} {i}"), true))
+            .chain([("tiny".to_owned(), false)])
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(m.deflate.deliveries.load(Ordering::Relaxed), 5);
     }
 }

@@ -93,9 +93,15 @@ impl Io<'_> {
             self.outbox.room().await;
         }
         let grace = self.ctx.cfg.slow_consumer_grace;
+        let metrics = &self.ctx.metrics;
+        // An answer to this connection alone: compressed here, on its own thread.
+        let compressed = self
+            .outbox
+            .shared_deflate()
+            .and_then(|threshold| wire::deflate_shared(&frame, threshold, metrics));
         match self
             .outbox
-            .deliver(frame, Pace::Idle, grace, &self.ctx.metrics)
+            .deliver(frame, compressed, Pace::Idle, grace, metrics)
         {
             Delivery::Done | Delivery::Watch => true,
             Delivery::Closed => false,

@@ -1009,10 +1009,14 @@ impl Hub {
             let Some(outbox) = self.outboxes.get(&client) else {
                 continue;
             };
-            let delivery = outbox.deliver(frame, pace, grace, &self.metrics);
+            let compressed = outbox
+                .shared_deflate()
+                .and_then(|threshold| self.deflated.get(&frame, threshold, &self.metrics));
+            let delivery = outbox.deliver(frame, compressed, pace, grace, &self.metrics);
             delivered += u64::from(delivery.delivered());
             super::settle(&mut self.suspects, &mut evict, client, delivery);
         }
+        self.deflated.clear();
         metrics::add(&self.metrics.chat_deliveries, delivered);
         for client in evict {
             self.evict(client);

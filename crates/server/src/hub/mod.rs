@@ -229,6 +229,9 @@ pub struct Hub {
     /// Frames produced by one chat event, delivered once it is applied (kept to reuse its
     /// allocation).
     chat_out: Vec<(ClientId, Bytes)>,
+    /// Shared compressed forms of the frames of the current delivery round (permessage-
+    /// deflate), so a chat event fanned out to many connections is compressed once.
+    deflated: wire::DeflateCache,
 }
 
 impl Hub {
@@ -257,6 +260,7 @@ impl Hub {
             shutting_down: false,
             chat: chat::Chat::default(),
             chat_out: Vec::new(),
+            deflated: wire::DeflateCache::default(),
         };
         (hub, HubHandle { tx })
     }
@@ -358,6 +362,9 @@ impl Hub {
         let grace = self.cfg.slow_consumer_grace;
         let mut delivered = 0;
         let mut evict = Vec::new();
+        // Compressed on the first recipient that agreed to shared deflate, then the same
+        // bytes for every other.
+        let mut deflated: Option<Option<Bytes>> = None;
         for member in self.routes.members(conversation) {
             if Some(member) == from {
                 continue;
@@ -365,7 +372,12 @@ impl Hub {
             let Some(outbox) = self.outboxes.get(&member) else {
                 continue;
             };
-            let delivery = outbox.deliver(frame.clone(), pace, grace, &self.metrics);
+            let compressed = outbox.shared_deflate().and_then(|threshold| {
+                deflated
+                    .get_or_insert_with(|| wire::deflate_shared(frame, threshold, &self.metrics))
+                    .clone()
+            });
+            let delivery = outbox.deliver(frame.clone(), compressed, pace, grace, &self.metrics);
             delivered += u64::from(delivery.delivered());
             settle(&mut self.suspects, &mut evict, member, delivery);
         }
@@ -380,7 +392,8 @@ impl Hub {
         let grace = self.cfg.slow_consumer_grace;
         let mut evict = Vec::new();
         for (client, outbox) in &self.outboxes {
-            let delivery = outbox.deliver(self.ping_frame.clone(), pace, grace, &self.metrics);
+            let delivery =
+                outbox.deliver(self.ping_frame.clone(), None, pace, grace, &self.metrics);
             settle(&mut self.suspects, &mut evict, *client, delivery);
         }
         for client in evict {
@@ -576,7 +589,7 @@ mod tests {
         let filled = |soft, max| {
             let ob = Arc::new(Outbox::new(soft, max));
             for _ in 0..2 {
-                let _ = ob.deliver(frame.clone(), Pace::Busy, grace, &Metrics::default());
+                let _ = ob.deliver(frame.clone(), None, Pace::Busy, grace, &Metrics::default());
             }
             ob
         };

@@ -87,6 +87,7 @@ mod tests {
             rd,
             buf: BytesMut::new(),
             reader: None,
+            deflate: None,
             replies: replies::Replies::default(),
             streaming: false,
             outbox,

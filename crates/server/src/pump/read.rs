@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
+use rfc6455::deflate::DeflateParams;
 use rfc6455::{CloseCode, Event, Frame, Message, ProtocolError, Reader, Utf8Bytes};
 use tokio::io::Interest;
 use tokio::net::tcp::OwnedReadHalf;
@@ -66,6 +67,8 @@ pub(crate) struct ReadPump {
     /// Decoder and message state; dropped whenever it is idle and the buffer is empty, so an
     /// idle connection carries none of it (it is rebuilt from the config on the next bytes).
     pub(crate) reader: Option<Box<Reader>>,
+    /// permessage-deflate as agreed at the upgrade; the reader is built with it.
+    pub(crate) deflate: Option<DeflateParams>,
     /// Replies to the current read, sent once it is decoded (empty and released when idle).
     pub(crate) replies: Replies,
     /// The last read filled the buffer: read more at once next time.
@@ -115,10 +118,7 @@ impl ReadPump {
         }
         loop {
             while !self.buf.is_empty() {
-                let reader = self
-                    .reader
-                    .get_or_insert_with(|| Box::new(Reader::new(self.ctx.codec)));
-                let event = match reader.read(&mut self.buf) {
+                let event = match self.next_event() {
                     Ok(Some(event)) => event,
                     Ok(None) => break,
                     Err(err) => return self.protocol_error(&err),
@@ -167,7 +167,13 @@ impl ReadPump {
                 if self.buf.capacity() > 0 {
                     self.buf = BytesMut::new();
                 }
-                if self.reader.as_ref().is_some_and(|r| r.is_idle()) {
+                // A reader whose peer keeps deflate context holds history a new one
+                // would lack: it stays.
+                if self
+                    .reader
+                    .as_ref()
+                    .is_some_and(|r| r.is_idle() && !r.holds_history())
+                {
                     self.reader = None;
                     self.replies.release();
                 }
@@ -198,6 +204,26 @@ impl ReadPump {
                 Err(_) => return End::Eof,
             }
         }
+    }
+
+    /// Decodes the next event from the buffer, building the reader if the connection was
+    /// idle. A plain `fn`, so its locals never add to the pump's future.
+    fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        let codec = match self.deflate {
+            Some(agreed) => self.ctx.codec.with_deflate(agreed),
+            None => self.ctx.codec,
+        };
+        let reader = self
+            .reader
+            .get_or_insert_with(|| Box::new(Reader::new(codec)));
+        let event = reader.read(&mut self.buf)?;
+        if let (Some(Event::Message(_)), Some(size)) = (&event, reader.last_compressed()) {
+            let m = &self.ctx.metrics.deflate;
+            metrics::inc(&m.messages_in);
+            metrics::add(&m.bytes_in, size.compressed as u64);
+            metrics::add(&m.plain_bytes_in, size.inflated as u64);
+        }
+        Ok(event)
     }
 
     /// One read into the buffer. A read that leaves room in the buffer has drained the
@@ -323,7 +349,7 @@ impl ReadPump {
                 metrics::inc(&self.ctx.metrics.messages_in);
                 match self.mode {
                     Mode::Echo => {
-                        self.replies.push_frame(&message.into_frame());
+                        self.echo(message);
                         Step::Continue
                     }
                     Mode::Chat(_) => self.chat(message),
@@ -331,6 +357,24 @@ impl ReadPump {
                 }
             }
         }
+    }
+
+    /// `/echo`: the message back, compressed with the thread's shared compressor where the
+    /// connection agreed to deflate without server context takeover. A connection with its
+    /// own compressor gets it back plain: its compressor must see frames in wire order,
+    /// which only the outbox knows, and replies bypass it.
+    fn echo(&mut self, message: Message) {
+        let opcode = message.opcode();
+        let payload = message.as_bytes();
+        if let Some(threshold) = self.outbox.shared_deflate() {
+            let metrics = &self.ctx.metrics;
+            if let Some(frame) = wire::deflate_message_shared(opcode, payload, threshold, metrics) {
+                metrics::inc(&metrics.deflate.deliveries);
+                self.replies.push_encoded(&frame);
+                return;
+            }
+        }
+        self.replies.push_frame(&message.into_frame());
     }
 
     /// `/ws`: the heartbeat is answered here, every other text goes to the chat session.
