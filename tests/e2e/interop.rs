@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use chatgroup_server::config::DeflateMode;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Child;
 
@@ -224,4 +225,62 @@ async fn python_websockets_client_speaks_the_chat_protocol() {
 async fn node_ws_client_speaks_the_chat_protocol() {
     let node = require_node().await;
     chat_protocol_with(node, "chat_node.mjs", NODE_HINT).await;
+}
+
+/// Runs a permessage-deflate script (`/echo`, then two clients in a `/broadcast`
+/// conversation) against a server in `mode`, then checks on `/metrics` that the client's
+/// compressed messages were inflated and that the server sent compressed ones back.
+async fn deflate_with(program: &OsStr, script: &str, hint: &str, mode: DeflateMode) {
+    let mut cfg = echo_test_config();
+    cfg.deflate = mode;
+    let server = Server::start(cfg).await;
+    let child = spawn_script(program, script, &format!("ws://{}", server.addr), hint);
+    expect_ok(child, script, hint, Duration::from_secs(90)).await;
+    // /echo and the two conversation members.
+    assert_eq!(
+        server.metric("chatgroup_deflate_connections_total").await,
+        3
+    );
+    // Client to server: every message above was sent compressed (the heartbeats too, where
+    // the client compresses everything).
+    let inflated = server.metric("chatgroup_deflate_messages_in_total").await;
+    assert!(
+        inflated >= 10 + 40,
+        "{mode}: {inflated} compressed messages in"
+    );
+    // Server to client: the broadcasts (600 B) always; the echoes in shared mode only
+    // (replies bypass a dedicated compressor, see pump::read).
+    let compressed = server.metric("chatgroup_deflate_deliveries_total").await;
+    let want = match mode {
+        DeflateMode::Shared => 40 + 8,
+        _ => 40,
+    };
+    assert!(
+        compressed >= want,
+        "{mode}: {compressed} compressed frames out"
+    );
+    let (plain, packed) = (
+        server
+            .metric("chatgroup_deflate_plain_bytes_out_total")
+            .await,
+        server.metric("chatgroup_deflate_bytes_out_total").await,
+    );
+    assert!(packed * 2 < plain, "{mode}: {packed} of {plain} bytes");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_compresses_both_ways_in_shared_and_dedicated_mode() {
+    let python = require_python().await;
+    for mode in [DeflateMode::Shared, DeflateMode::Dedicated] {
+        deflate_with(python.as_os_str(), "deflate_python.py", PYTHON_HINT, mode).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ws_compresses_both_ways_in_shared_and_dedicated_mode() {
+    let node = require_node().await;
+    for mode in [DeflateMode::Shared, DeflateMode::Dedicated] {
+        deflate_with(node, "deflate_node.mjs", NODE_HINT, mode).await;
+    }
 }
