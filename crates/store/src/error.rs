@@ -61,6 +61,9 @@ pub(crate) enum Fail {
     /// Another node committed a row this attempt had counted on not existing (PostgreSQL's
     /// writer only): run the attempt again.
     Conflict,
+    /// PostgreSQL's writer lost its connection before it sent `COMMIT`: nothing of the
+    /// attempt was committed, so it can run again on a new connection.
+    Lost(tokio_postgres::Error),
 }
 
 impl From<tokio_postgres::Error> for Fail {
@@ -72,12 +75,13 @@ impl From<tokio_postgres::Error> for Fail {
 impl Fail {
     /// True for PostgreSQL errors that a concurrent transaction caused and that running the
     /// same transaction again can clear: a serialization failure, a deadlock, a unique
-    /// violation from a row another node committed meanwhile, or a [`Fail::Conflict`].
+    /// violation from a row another node committed meanwhile, a [`Fail::Conflict`], or a
+    /// connection lost before `COMMIT` ([`Fail::Lost`]).
     pub(crate) fn is_retryable(&self) -> bool {
         use tokio_postgres::error::SqlState;
         let e = match self {
             Fail::Pg(e) => e,
-            Fail::Conflict => return true,
+            Fail::Conflict | Fail::Lost(_) => return true,
             Fail::Store(_) | Fail::Sql(_) => return false,
         };
         e.code().is_some_and(|c| {
@@ -118,7 +122,7 @@ impl From<Fail> for StoreError {
         match f {
             Fail::Store(e) => e,
             Fail::Sql(e) => StoreError::Db(e.to_string()),
-            Fail::Pg(e) => StoreError::Db(pg_text(&e)),
+            Fail::Pg(e) | Fail::Lost(e) => StoreError::Db(pg_text(&e)),
             Fail::Conflict => {
                 StoreError::Db("the batch kept conflicting with other nodes' commits".into())
             }

@@ -227,6 +227,15 @@ impl Writer {
     }
 }
 
+/// True when `e` means the connection itself is gone: closed, or ended by the server
+/// (class 57P: an administrator, a shutdown, a crash; class 08: a connection failure).
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code()
+            .is_some_and(|c| c.code().starts_with("57P") || c.code().starts_with("08"))
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
 /// Sends a committed command's answer.
 fn deliver(cmd: Command, answer: Answer) {
     match (cmd, answer) {
@@ -353,8 +362,36 @@ impl Db {
         }
     }
 
+    /// One attempt on a pooled connection. A connection that broke is taken out of the pool,
+    /// so the next attempt connects afresh; if it broke before `COMMIT` was sent, nothing was
+    /// committed and the attempt may simply run again ([`Fail::Lost`]).
     async fn attempt(&mut self, cmds: &[Command], marks: &Pending) -> Res<Attempt> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
+        let mut committing = false;
+        let outcome = self
+            .transact(&mut client, cmds, marks, &mut committing)
+            .await;
+        match outcome {
+            Err(Fail::Pg(e)) if connection_lost(&e) => {
+                // The pool would hand this connection out again until its task noticed.
+                drop(deadpool_postgres::Object::take(client));
+                Err(if committing {
+                    Fail::Pg(e)
+                } else {
+                    Fail::Lost(e)
+                })
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn transact(
+        &mut self,
+        client: &mut deadpool_postgres::Client,
+        cmds: &[Command],
+        marks: &Pending,
+        committing: &mut bool,
+    ) -> Res<Attempt> {
         // On any error below the transaction is dropped, which rolls it back.
         let tx = client.transaction().await?;
         let mut a = Attempt {
@@ -398,6 +435,7 @@ impl Db {
             )
             .await?;
         }
+        *committing = true;
         tx.commit().await?;
         Ok(a)
     }

@@ -134,7 +134,7 @@ impl Writer {
                 poison(batch, StoreError::Db("the file row vanished".into()))
             }
             Ok(appended) => appended,
-            Err(e @ (Fail::Sql(_) | Fail::Pg(_) | Fail::Conflict)) => {
+            Err(e @ (Fail::Sql(_) | Fail::Pg(_) | Fail::Conflict | Fail::Lost(_))) => {
                 poison(batch, StoreError::from(e))
             }
             Err(Fail::Store(error)) => (Appended::Refused(error), None),

@@ -314,3 +314,40 @@ async fn append_rate() {
     let db = db.another();
     measure("postgres, 2 nodes", &[db.open(), db.open()]).await;
 }
+
+/// The database ends the writer's connection (a restart, a failover, an administrator): the
+/// batch that meets the dead connection before its COMMIT runs again on a new connection, so
+/// its callers never notice, and the seqs go on with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_reconnects_after_losing_its_connection() {
+    let Some(db) = Db::postgres() else { return };
+    let h = db.open();
+    let alice = h.user("alice").await;
+    let g = h.store.create_group(alice.id, "g", &[]).await.unwrap().id;
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'chatgroup-writer' AND datname = current_database()",
+    );
+    let mut failed = 0;
+    let message = loop {
+        match h
+            .store
+            .append_committed(text(alice.id, g, &format!("try-{failed}"), "x"))
+            .await
+        {
+            Ok((message, _)) => break message,
+            Err(StoreError::Db(_)) if failed < 3 => failed += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(failed, 0, "the batch ran again on a new connection");
+    assert!(h.store.stats().retries >= 1);
+    assert_eq!(message.seq, Seq(2));
+    let stored = h
+        .store
+        .messages_after(alice.id, g, Seq(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1], message);
+}
