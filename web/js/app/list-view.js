@@ -54,7 +54,9 @@ export class ListView {
         const peer = this.client.peer(c);
         const online = peer ? this.client.presence.get(peer.id).online : null;
         const unread = this.client.unread(c.id);
-        const preview = previewText(c.lastMessage, this.client.me, c.kind === "group");
+        const typers = this.client.typingIn.typers(c.id);
+        const typing = typers.length === 0 ? "" : c.kind === "group" ? `${this.client.nameOf(typers[0])} is typing…` : "typing…";
+        const preview = typing || previewText(c.lastMessage, this.client.me, c.kind === "group");
         const stamp = `${c.name}|${online}|${unread}|${c.lastMessage?.seq}|${c.lastMessage?.ts}|${this.selected === c.id}|${preview}`;
         if (button.dataset.stamp === stamp) return;
         button.dataset.stamp = stamp;
@@ -71,6 +73,7 @@ export class ListView {
         badge.textContent = unread > 99 ? "99+" : String(unread);
         badge.hidden = unread === 0;
         button.classList.toggle("has-unread", unread > 0);
+        button.classList.toggle("is-typing", Boolean(typing));
         const label = `${c.name}${peer ? (online ? ", online" : "") : ", group"}${unread ? `, ${unread} unread` : ""}`;
         button.setAttribute("aria-label", label);
       },

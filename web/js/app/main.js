@@ -148,6 +148,7 @@ function startApp() {
         break;
       case "typing":
         if (detail === client.open) queue("typing");
+        queue("list");
         break;
       case "presence":
         queue("list");
