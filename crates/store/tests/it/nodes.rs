@@ -27,17 +27,27 @@ struct Acked {
 /// - each node's sink saw each conversation's new messages in increasing seq order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_keep_seqs_gap_free_and_local_ids_unique() {
+    nodes_keep_seqs_gap_free_and_local_ids_unique(2).await;
+}
+
+/// The same with three nodes: every send made three times, one per node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_keep_seqs_gap_free_and_local_ids_unique() {
+    nodes_keep_seqs_gap_free_and_local_ids_unique(3).await;
+}
+
+async fn nodes_keep_seqs_gap_free_and_local_ids_unique(count: usize) {
     const USERS: usize = 8;
     const EACH: usize = 30;
     let Some(db) = Db::postgres() else { return };
-    let mut nodes = [db.open(), db.open()];
+    let mut nodes: Vec<Harness> = (0..count).map(|_| db.open()).collect();
     let mut users = Vec::new();
     for i in 0..USERS {
-        users.push(nodes[i % 2].user(&format!("u{i}")).await.id);
+        users.push(nodes[i % count].user(&format!("u{i}")).await.id);
     }
     let mut groups = Vec::new();
     for (i, name) in ["one", "two", "three"].into_iter().enumerate() {
-        let store = &nodes[i % 2].store;
+        let store = &nodes[i % count].store;
         groups.push(store.create_group(users[i], name, &users).await.unwrap().id);
     }
     for node in &mut nodes {
@@ -52,7 +62,7 @@ async fn two_nodes_keep_seqs_gap_free_and_local_ids_unique() {
             tasks.push(tokio::spawn(async move {
                 let mut acked = Vec::new();
                 for i in 0..EACH {
-                    // Every fifth send's twin on the other node names another conversation.
+                    // Every fifth send's twins on the other nodes name other conversations.
                     let shift = if i % 5 == 0 { n } else { 0 };
                     let conversation = groups[(i + shift) % groups.len()];
                     let local_id = format!("{}-{i}", user.0);
@@ -76,54 +86,65 @@ async fn two_nodes_keep_seqs_gap_free_and_local_ids_unique() {
     for t in tasks {
         acks.extend(t.await.unwrap());
     }
-    assert_eq!(acks.len(), 2 * USERS * EACH);
+    assert_eq!(acks.len(), count * USERS * EACH);
 
-    // Both nodes read the same gap-free history in every conversation.
+    // Every node reads the same gap-free history in every conversation.
     let mut stored: HashMap<u64, MessageView> = HashMap::new();
     for &g in &groups {
-        let a = nodes[0]
+        let first = nodes[0]
             .store
             .messages_after(users[1], g, Seq(0), 100_000)
             .await
             .unwrap();
-        let b = nodes[1]
-            .store
-            .messages_after(users[2], g, Seq(0), 100_000)
-            .await
-            .unwrap();
-        assert_eq!(a, b, "both nodes read the same history");
-        let seqs: Vec<u64> = a.iter().map(|m| m.seq.0).collect();
-        assert_eq!(seqs, (1..=a.len() as u64).collect::<Vec<_>>(), "gap-free");
+        for (n, node) in nodes.iter().enumerate().skip(1) {
+            let other = node
+                .store
+                .messages_after(users[n], g, Seq(0), 100_000)
+                .await
+                .unwrap();
+            assert_eq!(first, other, "node {n} reads the same history");
+            assert_eq!(
+                node.store.last_seq(g).await.unwrap(),
+                Seq(first.len() as u64)
+            );
+        }
+        let seqs: Vec<u64> = first.iter().map(|m| m.seq.0).collect();
         assert_eq!(
-            nodes[1].store.last_seq(g).await.unwrap(),
-            Seq(a.len() as u64)
+            seqs,
+            (1..=first.len() as u64).collect::<Vec<_>>(),
+            "gap-free"
         );
-        for m in a {
+        for m in first {
             assert!(stored.insert(m.id.0, m).is_none(), "one row per message id");
         }
     }
     // Each local id is stored once: the 3 created messages plus one per (user, i).
     assert_eq!(stored.len(), 3 + USERS * EACH);
 
-    // Every ack names a stored message, as stored; each pair has one new and one duplicate.
-    let mut pairs: BTreeMap<(UserId, String), Vec<&Acked>> = BTreeMap::new();
+    // Every ack names a stored message, as stored; of each local id's sends, one is new.
+    let mut sends: BTreeMap<(UserId, String), Vec<&Acked>> = BTreeMap::new();
     for ack in &acks {
         assert_eq!(
             stored.get(&ack.message.id.0),
             Some(&ack.message),
             "acked = stored"
         );
-        pairs
+        sends
             .entry((ack.sender, ack.local_id.clone()))
             .or_default()
             .push(ack);
     }
-    assert_eq!(pairs.len(), USERS * EACH);
-    for ((_, local_id), pair) in &pairs {
-        assert_eq!(pair.len(), 2);
-        assert_ne!(pair[0].node, pair[1].node);
-        assert_eq!(pair[0].message, pair[1].message, "{local_id}: one message");
-        let new = pair.iter().filter(|a| !a.duplicate).count();
+    assert_eq!(sends.len(), USERS * EACH);
+    for ((_, local_id), same) in &sends {
+        assert_eq!(same.len(), count);
+        let mut from: Vec<usize> = same.iter().map(|a| a.node).collect();
+        from.sort_unstable();
+        assert_eq!(from, (0..count).collect::<Vec<_>>(), "one send per node");
+        assert!(
+            same.iter().all(|a| a.message == same[0].message),
+            "{local_id}: one message"
+        );
+        let new = same.iter().filter(|a| !a.duplicate).count();
         assert_eq!(new, 1, "{local_id}: exactly one send stored it");
     }
 
@@ -135,7 +156,7 @@ async fn two_nodes_keep_seqs_gap_free_and_local_ids_unique() {
             messages += 1;
             let message = match event {
                 Committed::Message { message, .. } => message,
-                // The original's seq, committed earlier by either node.
+                // The original's seq, committed earlier by any node.
                 Committed::Duplicate { .. } => continue,
                 other => panic!("node {n}: {other:?}"),
             };
@@ -153,6 +174,83 @@ async fn two_nodes_keep_seqs_gap_free_and_local_ids_unique() {
         println!("node {n}: {stats:?}");
         assert_eq!(stats.failed_batches, 0, "node {n}: conflicts are retried");
     }
+}
+
+/// One node removes a member while another floods the conversation with that member's
+/// sends: membership is checked under the conversation's lock, so each send is either
+/// stored before the removal's system message or refused, and the seqs stay gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_on_one_node_and_sends_on_another_do_not_interleave() {
+    let Some(db) = Db::postgres() else { return };
+    let (a, b) = (db.open(), db.open());
+    let alice = a.user("alice").await;
+    let bob = a.user("bob").await;
+    let g = a
+        .store
+        .create_group(alice.id, "g", &[bob.id])
+        .await
+        .unwrap()
+        .id;
+    let flood = {
+        let store = b.store.clone();
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0..200 {
+                outcomes.push(
+                    store
+                        .append_committed(text(bob.id, g, &format!("b{i}"), "x"))
+                        .await,
+                );
+            }
+            outcomes
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    a.store.remove_member(alice.id, g, bob.id).await.unwrap();
+    let outcomes = flood.await.unwrap();
+
+    let history = a
+        .store
+        .messages_after(alice.id, g, Seq(0), 10_000)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = history.iter().map(|m| m.seq.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=history.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    let removed = history
+        .iter()
+        .find(|m| {
+            matches!(
+                m.event,
+                Some(chatgroup_protocol::SystemEvent::Removed { .. })
+            )
+        })
+        .expect("the removal's system message")
+        .seq;
+    let mut refused = 0;
+    for outcome in outcomes {
+        match outcome {
+            Ok((m, false)) => assert!(m.seq < removed, "stored while still a member"),
+            Err(StoreError::NotMember) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let stored = history
+        .iter()
+        .filter(|m| m.sender == Some(bob.id) && m.local_id.is_some())
+        .count();
+    assert_eq!(stored, 200 - refused, "every acked send is stored");
+    assert!(
+        history
+            .iter()
+            .filter(|m| m.seq > removed)
+            .all(|m| m.sender != Some(bob.id)),
+        "nothing of bob's after his removal"
+    );
+    println!("{refused} of 200 sends refused after the removal");
 }
 
 /// A client whose send timed out on one node retries it on another: it gets the original
