@@ -399,8 +399,7 @@ impl Db {
             answers: Vec::with_capacity(cmds.len()),
             ..Attempt::default()
         };
-        lock(&tx, &touched(cmds, marks), &mut a).await?;
-        originals(&tx, cmds, &mut a).await?;
+        start(&tx, &touched(cmds, marks), cmds, &mut a).await?;
         // Markers first: they were reported about messages committed before this batch.
         self.apply_marks(&tx, marks, &mut a).await?;
         for cmd in cmds {
@@ -1361,35 +1360,6 @@ impl Buffered {
     }
 }
 
-/// Reads the messages already stored under the local ids of the batch's plain appends: one
-/// query for the whole batch.
-async fn originals(tx: &Transaction<'_>, cmds: &[Command], a: &mut Attempt) -> Res<()> {
-    let (mut senders, mut local_ids) = (Vec::new(), Vec::new());
-    for cmd in cmds {
-        if let Command::Append { req, .. } = cmd {
-            senders.push(sql(req.sender.0));
-            local_ids.push(req.local_id.as_str());
-        }
-    }
-    if senders.is_empty() {
-        return Ok(());
-    }
-    let stmt = tx
-        .prepare_cached(&format!(
-            "{} WHERE (m.sender, m.local_id) IN
-                 (SELECT * FROM unnest($1::BIGINT[], $2::TEXT[]))",
-            rows::MESSAGES
-        ))
-        .await?;
-    for row in tx.query(&stmt, &[&senders, &local_ids]).await? {
-        let message = rows::message_from_row(&row)?;
-        if let (Some(sender), Some(local_id)) = (message.sender, message.local_id.clone()) {
-            a.originals.insert((sender, local_id), message);
-        }
-    }
-    Ok(())
-}
-
 /// Inserts the waiting appends in one statement and fills their ids into the events and
 /// answers that carry them.
 ///
@@ -1481,18 +1451,62 @@ async fn flush(tx: &Transaction<'_>, a: &mut Attempt) -> Res<()> {
     Ok(())
 }
 
-/// Locks the conversations `ids` (already in id order) and loads their state into `a`.
-async fn lock(tx: &Transaction<'_>, ids: &[i64], a: &mut Attempt) -> Res<()> {
-    if ids.is_empty() {
-        return Ok(());
+/// Starts an attempt: locks the conversations `ids` (already in id order), reads their
+/// state and members, and reads the messages already stored under the local ids of the
+/// batch's plain appends. The three statements are prepared first (once per connection),
+/// then sent together and answered in order, in one round trip: the members are read after
+/// the locks are held, since a connection runs its statements one after the other.
+async fn start(tx: &Transaction<'_>, ids: &[i64], cmds: &[Command], a: &mut Attempt) -> Res<()> {
+    let (mut senders, mut local_ids) = (Vec::new(), Vec::new());
+    for cmd in cmds {
+        if let Command::Append { req, .. } = cmd {
+            senders.push(sql(req.sender.0));
+            local_ids.push(req.local_id.as_str());
+        }
     }
-    let stmt = tx
+    let lock = tx
         .prepare_cached(
             "SELECT id, kind, owner, last_seq, last_ts FROM conversations
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         )
         .await?;
-    for row in tx.query(&stmt, &[&ids]).await? {
+    let members = tx
+        .prepare_cached(
+            "SELECT conversation_id, user_id FROM members WHERE conversation_id = ANY($1)",
+        )
+        .await?;
+    let originals = tx
+        .prepare_cached(&format!(
+            "{} WHERE (m.sender, m.local_id) IN
+                 (SELECT * FROM unnest($1::BIGINT[], $2::TEXT[]))",
+            rows::MESSAGES
+        ))
+        .await?;
+    let none = || async { Ok(Vec::new()) };
+    let (locked, members, originals) = tokio::try_join!(
+        async {
+            if ids.is_empty() {
+                none().await
+            } else {
+                tx.query(&lock, &[&ids]).await
+            }
+        },
+        async {
+            if ids.is_empty() {
+                none().await
+            } else {
+                tx.query(&members, &[&ids]).await
+            }
+        },
+        async {
+            if senders.is_empty() {
+                none().await
+            } else {
+                tx.query(&originals, &[&senders, &local_ids]).await
+            }
+        },
+    )?;
+    for row in locked {
         let kind: &str = row.try_get(1)?;
         a.convs.insert(
             ConversationId(unsql(row.try_get(0)?)),
@@ -1506,15 +1520,16 @@ async fn lock(tx: &Transaction<'_>, ids: &[i64], a: &mut Attempt) -> Res<()> {
             },
         );
     }
-    let stmt = tx
-        .prepare_cached(
-            "SELECT conversation_id, user_id FROM members WHERE conversation_id = ANY($1)",
-        )
-        .await?;
-    for row in tx.query(&stmt, &[&ids]).await? {
+    for row in members {
         let id = ConversationId(unsql(row.try_get(0)?));
         if let Some(state) = a.convs.get_mut(&id) {
             state.members.insert(UserId(unsql(row.try_get(1)?)));
+        }
+    }
+    for row in originals {
+        let message = rows::message_from_row(&row)?;
+        if let (Some(sender), Some(local_id)) = (message.sender, message.local_id.clone()) {
+            a.originals.insert((sender, local_id), message);
         }
     }
     Ok(())
