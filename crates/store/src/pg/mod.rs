@@ -8,6 +8,22 @@
 //!
 //! Each node opens one writer connection (on the writer thread's own runtime) and a pool of
 //! `readers` connections (on the caller's runtime, connected on first use).
+//!
+//! # Several nodes and their events
+//!
+//! A node's sink sees only its own commits. Delivering what other nodes committed is for a
+//! bus in front of the stores (issue 12's next slice), which can lean on these facts:
+//!
+//! - Events can be published from the sink as they come: they are committed, and per
+//!   conversation in seq order.
+//! - A conversation's seqs have no gaps, so a node that saw seq `n` and then `n + 2` knows
+//!   it missed one, and [`crate::Store::messages_after`] on any node fills the gap from the
+//!   database.
+//! - `Attached` lists a user's conversations as this node's commit point sees them. Another
+//!   node's `MembersAdded` for the same user may be committed just before (the list already
+//!   has it) or just after (the bus brings it later), so applying `MembersAdded` and
+//!   `MemberRemoved` must be idempotent.
+//! - A `Duplicate` names the original, whichever node committed it.
 
 pub(crate) mod read;
 mod rows;
