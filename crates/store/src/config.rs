@@ -26,6 +26,16 @@ pub enum Backend {
     Postgres(DatabaseUrl),
 }
 
+impl std::fmt::Display for Backend {
+    /// `sqlite`, or `postgres` and the URL without its password: fit for a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Sqlite => f.write_str("sqlite"),
+            Backend::Postgres(url) => write!(f, "postgres {url}"),
+        }
+    }
+}
+
 /// A `postgres://` connection URL (or a `key=value` connection string). Its `Debug` and
 /// `Display` forms hide the password, so a config can be logged whole.
 #[derive(Clone, PartialEq, Eq)]
@@ -165,6 +175,10 @@ mod tests {
         ];
         for (url, shown) in cases {
             let url = DatabaseUrl::new(url);
+            assert_eq!(
+                super::Backend::Postgres(url.clone()).to_string(),
+                format!("postgres {shown}")
+            );
             assert_eq!(url.to_string(), shown);
             assert!(!format!("{url:?}").contains("hunter2"));
             assert!(!format!("{url:?}").contains("s3cr"));
