@@ -51,7 +51,16 @@ async function expectEverywhere(expected) {
   for (const body of expected) {
     const status = alice.status(body);
     if ((await status.count()) === 0) continue; // bob's own
-    await status.and(alice.page.locator('[data-status="read"]')).waitFor();
+    try {
+      await status.and(alice.page.locator('[data-status="read"]')).waitFor();
+    } catch (error) {
+      // Say where the tick stopped: the server's markers, the page's tick, the last frames.
+      const token = await alice.page.evaluate(() => JSON.parse(localStorage.getItem("chatgroup.session")).accessToken);
+      const { conversations } = await server.rest("/api/conversations", { token });
+      error.message += `\n"${body}" is ${await status.getAttribute("data-status")}; the server's markers: ${JSON.stringify(conversations.map((c) => c.markers))}`;
+      error.message += `\nalice's frames:\n${alice.frames.join("\n")}\nbob's frames:\n${bob.frames.join("\n")}`;
+      throw error;
+    }
   }
   // Nothing left in alice's outbox.
   assert.equal(await alice.page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("chatgroup.outbox.")).length), 0);

@@ -192,6 +192,17 @@ export class Person {
       this.errors.push(`console: ${text}`);
     });
     page.on("pageerror", (error) => this.errors.push(`pageerror: ${error.message}`));
+    /** The last socket frames each way (not the heartbeat), for failure reports. */
+    this.frames = [];
+    const keep = (line) => {
+      this.frames.push(line);
+      if (this.frames.length > 40) this.frames.shift();
+    };
+    page.on("websocket", (ws) => {
+      ws.on("framesent", ({ payload }) => typeof payload === "string" && payload !== "ping" && keep(`${Date.now() % 100_000} > ${payload.slice(0, 200)}`));
+      ws.on("framereceived", ({ payload }) => typeof payload === "string" && payload !== "pong" && keep(`${Date.now() % 100_000} < ${payload.replace(/"lastMessage":\{[^}]*\}/g, "").slice(0, 300)}`));
+      ws.on("close", () => keep(`${Date.now() % 100_000} closed`));
+    });
     page.setDefaultTimeout(TIMEOUT);
   }
 

@@ -178,7 +178,7 @@ export class ChatView {
       this.nodes,
       items,
       (item) => (item.m ? messageKey(item.m) : `day:${item.day}`),
-      (item) => (item.m ? this.createMessage(item.m) : h("div", { class: "day", attrs: { role: "separator" } }, [h("span", { text: item.label })])),
+      (item) => (item.m ? this.createMessage(item.m) : h("div", { class: "day", attrs: { role: "listitem" } }, [h("span", { text: item.label })])),
       (el, item) => (item.m ? this.updateMessage(el, item.m, item.first) : (el.firstChild.textContent = item.label)),
     );
 
@@ -235,7 +235,8 @@ export class ChatView {
     } else if (this.window.endKey != null && this.distanceFromBottom() < EDGE_PX) {
       this.render({ extend: "down" });
     }
-    if (this.window.endKey == null && this.distanceFromBottom() < 48) this.el.jump.hidden = true;
+    // The way back down shows once the newest messages are out of sight.
+    this.el.jump.hidden = this.window.endKey == null && this.distanceFromBottom() < 200;
     this.updateReading();
   }
 
