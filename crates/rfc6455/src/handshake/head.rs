@@ -1,5 +1,7 @@
 //! Bounded parsing of an HTTP/1.1 request head.
 
+use std::mem::MaybeUninit;
+
 use crate::error::HandshakeError;
 
 /// Limits on a request or response head.
@@ -66,13 +68,22 @@ impl<'a> RequestHead<'a> {
     /// The path part of the target (before `?`).
     #[must_use]
     pub fn path(&self) -> &'a str {
-        self.target.split_once('?').map_or(self.target, |(p, _)| p)
+        self.target.split_at(self.query_start()).0
     }
 
     /// The query part of the target (after `?`), if any.
     #[must_use]
     pub fn query(&self) -> Option<&'a str> {
-        self.target.split_once('?').map(|(_, q)| q)
+        self.target.get(self.query_start() + 1..)
+    }
+
+    /// Where the `?` is, or the target's length. A plain loop: targets are short, and
+    /// `split_once` goes through a general string searcher.
+    fn query_start(&self) -> usize {
+        self.target
+            .bytes()
+            .position(|b| b == b'?')
+            .unwrap_or(self.target.len())
     }
 
     /// The value of the first header field named `name` (ASCII case-insensitive).
@@ -176,6 +187,10 @@ impl<'a> RequestHead<'a> {
     }
 }
 
+/// Header slots kept on the stack while parsing; a larger [`HeadLimits::max_headers`] takes
+/// them from the heap.
+const STACK_HEADERS: usize = 64;
+
 /// Parses an HTTP/1.x request head from the front of `buf` without consuming it.
 ///
 /// Returns `Ok(None)` while the head is incomplete, otherwise the head and its
@@ -198,18 +213,29 @@ pub fn parse_request<'a>(
     buf: &'a [u8],
     limits: &HeadLimits,
 ) -> Result<Option<(RequestHead<'a>, usize)>, HandshakeError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut headers);
-    let status = req.parse(buf).map_err(|e| match e {
-        httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders,
-        httparse::Error::Version => HandshakeError::Malformed("unsupported http version"),
-        httparse::Error::Token | httparse::Error::HeaderName => {
-            HandshakeError::Malformed("invalid header name")
-        }
-        httparse::Error::HeaderValue => HandshakeError::Malformed("invalid header value"),
-        httparse::Error::NewLine => HandshakeError::Malformed("invalid line ending"),
-        httparse::Error::Status => HandshakeError::Malformed("invalid request line"),
-    });
+    // httparse writes the headers it finds into uninitialised slots: for the usual limit
+    // they live on the stack, and nothing is zeroed or allocated before parsing.
+    let mut stack = [const { MaybeUninit::<httparse::Header<'a>>::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let slots = if limits.max_headers <= STACK_HEADERS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+        &mut heap[..]
+    };
+    let mut req = httparse::Request::new(&mut []);
+    let status = req
+        .parse_with_uninit_headers(buf, slots)
+        .map_err(|e| match e {
+            httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders,
+            httparse::Error::Version => HandshakeError::Malformed("unsupported http version"),
+            httparse::Error::Token | httparse::Error::HeaderName => {
+                HandshakeError::Malformed("invalid header name")
+            }
+            httparse::Error::HeaderValue => HandshakeError::Malformed("invalid header value"),
+            httparse::Error::NewLine => HandshakeError::Malformed("invalid line ending"),
+            httparse::Error::Status => HandshakeError::Malformed("invalid request line"),
+        });
     let too_large = HandshakeError::HeadTooLarge {
         max: limits.max_head_len,
     };

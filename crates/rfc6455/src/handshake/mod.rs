@@ -21,5 +21,9 @@ fn has_token(value: &[u8], token: &str) -> bool {
 
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped.
 fn tokens(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|t| !t.is_empty())
+    // HTTP's whitespace is ASCII (RFC 9110 §5.6.3); `str::trim` would look for Unicode spaces.
+    value
+        .split(',')
+        .map(str::trim_ascii)
+        .filter(|t| !t.is_empty())
 }

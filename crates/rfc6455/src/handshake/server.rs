@@ -146,38 +146,31 @@ pub fn validate_upgrade<'a>(head: &RequestHead<'a>) -> Result<UpgradeRequest<'a>
     if head.version < 1 {
         return Err(HandshakeError::HttpVersion);
     }
-    // Every header read as one value is read through `single_header`: a repeated
-    // Host, Origin, key or version is refused (400) instead of resolved, so no client
-    // can choose which copy a check sees. Upgrade, Connection, Sec-WebSocket-Protocol
-    // and Sec-WebSocket-Extensions are lists, where repeated lines are one list
-    // (RFC 9110 §5.3, RFC 6455 §11.3.2 and §11.3.4).
-    let host = head
-        .single_header_str("host")?
+    let fields = Fields::collect(head);
+    // Every header read as one value must appear once: a repeated Host, Origin, key or
+    // version is refused (400) instead of resolved, so no client can choose which copy a
+    // check sees. Upgrade, Connection, Sec-WebSocket-Protocol and Sec-WebSocket-Extensions
+    // are lists, where repeated lines are one list (RFC 9110 §5.3, RFC 6455 §11.3.2 and
+    // §11.3.4). The checks run in this order whatever the order of the lines.
+    let host = fields
+        .host
+        .text("host")?
         .filter(|h| !h.is_empty())
         .ok_or(HandshakeError::MissingHost)?;
-    if !head
-        .header_all("upgrade")
-        .any(|v| has_token(v, "websocket"))
-    {
+    if !fields.upgrade_websocket {
         return Err(HandshakeError::NotWebSocketUpgrade);
     }
-    if !head
-        .header_all("connection")
-        .any(|v| has_token(v, "upgrade"))
-    {
+    if !fields.connection_upgrade {
         return Err(HandshakeError::MissingConnectionUpgrade);
     }
-    let version = match head.single_header("sec-websocket-version")? {
-        Some(v) => v.trim_ascii(),
-        None => return Err(HandshakeError::UnsupportedVersion),
-    };
-    if version != b"13" {
-        return Err(HandshakeError::UnsupportedVersion);
+    match fields.version.raw("sec-websocket-version")? {
+        Some(v) if v.trim_ascii() == b"13" => {}
+        _ => return Err(HandshakeError::UnsupportedVersion),
     }
-    let key = match head.single_header("sec-websocket-key")? {
-        Some(v) => std::str::from_utf8(v)
+    let key = match fields.key.raw("sec-websocket-key")? {
+        Some(v) => simdutf8::basic::from_utf8(v)
             .map_err(|_| HandshakeError::InvalidKey)?
-            .trim(),
+            .trim_ascii(),
         None => return Err(HandshakeError::InvalidKey),
     };
     // 16 bytes encode to exactly 24 base64 characters with "==" padding.
@@ -187,31 +180,109 @@ pub fn validate_upgrade<'a>(head: &RequestHead<'a>) -> Result<UpgradeRequest<'a>
     }
     // RFC 6454 §7.3: a user agent sends at most one Origin. Present but not UTF-8
     // is refused too: reporting it as absent would let it pass as a non-browser.
-    let origin = head.single_header_str("origin")?;
-    let protocols = list(head, "sec-websocket-protocol")?;
-    let extensions = list(head, "sec-websocket-extensions")?;
+    let origin = fields.origin.text("origin")?;
+    let not_utf8 = HandshakeError::Malformed("header value is not utf-8");
+    if !fields.lists_utf8 {
+        return Err(not_utf8);
+    }
     Ok(UpgradeRequest {
         path: head.path(),
         query: head.query(),
         host,
         origin,
         key,
-        protocols,
-        extensions,
+        protocols: fields.protocols,
+        extensions: fields.extensions,
     })
 }
 
-/// The comma-separated elements of a list-valued header over all its lines.
-///
-/// A value that is not UTF-8 holds no token and is refused rather than skipped.
-fn list<'a>(head: &RequestHead<'a>, name: &'static str) -> Result<Vec<&'a str>, HandshakeError> {
-    let mut items = Vec::new();
-    for v in head.header_all(name) {
-        let v = std::str::from_utf8(v)
-            .map_err(|_| HandshakeError::Malformed("header value is not utf-8"))?;
-        items.extend(tokens(v));
+/// A header read as one value: its first line and whether there were more.
+#[derive(Default)]
+struct Single<'a> {
+    value: Option<&'a [u8]>,
+    repeated: bool,
+}
+
+impl<'a> Single<'a> {
+    fn push(&mut self, value: &'a [u8]) {
+        if self.value.is_some() {
+            self.repeated = true;
+        } else {
+            self.value = Some(value);
+        }
     }
-    Ok(items)
+
+    /// The raw value; repeated lines are an error naming the header.
+    fn raw(&self, name: &'static str) -> Result<Option<&'a [u8]>, HandshakeError> {
+        if self.repeated {
+            return Err(HandshakeError::RepeatedHeader(name));
+        }
+        Ok(self.value)
+    }
+
+    /// The value as trimmed UTF-8 (present but not UTF-8 is refused, not taken as absent).
+    fn text(&self, name: &'static str) -> Result<Option<&'a str>, HandshakeError> {
+        self.raw(name)?
+            .map(|v| {
+                simdutf8::basic::from_utf8(v)
+                    .map(str::trim_ascii)
+                    .map_err(|_| HandshakeError::Malformed("header value is not utf-8"))
+            })
+            .transpose()
+    }
+}
+
+/// The header fields an upgrade depends on, gathered in one pass over the head: a browser
+/// sends a dozen lines, and looking each name up separately compared every line again.
+#[derive(Default)]
+struct Fields<'a> {
+    host: Single<'a>,
+    version: Single<'a>,
+    key: Single<'a>,
+    origin: Single<'a>,
+    upgrade_websocket: bool,
+    connection_upgrade: bool,
+    protocols: Vec<&'a str>,
+    extensions: Vec<&'a str>,
+    /// False once a protocol or extension line is not UTF-8 (such a line holds no token).
+    lists_utf8: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn collect(head: &RequestHead<'a>) -> Self {
+        let mut f = Fields {
+            lists_utf8: true,
+            ..Fields::default()
+        };
+        for h in &head.headers {
+            let is = |name: &str| h.name.eq_ignore_ascii_case(name);
+            // The length picks the one candidate name, so each line costs one comparison.
+            match h.name.len() {
+                4 if is("host") => f.host.push(h.value),
+                6 if is("origin") => f.origin.push(h.value),
+                7 if is("upgrade") => f.upgrade_websocket |= has_token(h.value, "websocket"),
+                10 if is("connection") => f.connection_upgrade |= has_token(h.value, "upgrade"),
+                17 if is("sec-websocket-key") => f.key.push(h.value),
+                21 if is("sec-websocket-version") => f.version.push(h.value),
+                22 if is("sec-websocket-protocol") => {
+                    push_list(&mut f.protocols, &mut f.lists_utf8, h.value)
+                }
+                24 if is("sec-websocket-extensions") => {
+                    push_list(&mut f.extensions, &mut f.lists_utf8, h.value)
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// Appends the comma-separated elements of one line of a list-valued header.
+fn push_list<'a>(items: &mut Vec<&'a str>, utf8: &mut bool, value: &'a [u8]) {
+    match simdutf8::basic::from_utf8(value) {
+        Ok(v) => items.extend(tokens(v)),
+        Err(_) => *utf8 = false,
+    }
 }
 
 /// Writes the `101 Switching Protocols` response, with the chosen subprotocol
@@ -321,6 +392,41 @@ mod tests {
     #[test]
     fn accepts_the_canonical_request() {
         assert_eq!(check(GOOD), Ok(()));
+    }
+
+    /// The header fields are gathered in one pass, but the rules are checked in a fixed
+    /// order: which error a bad request gets does not depend on the order of its lines.
+    #[test]
+    fn the_first_broken_rule_wins_whatever_the_line_order() {
+        let lines = [
+            "Host: a",
+            "Host: b",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Version: 12",
+            "Sec-WebSocket-Protocol: chat, , superchat",
+        ];
+        for rotation in 0..lines.len() {
+            let mut order = lines.to_vec();
+            order.rotate_left(rotation);
+            let raw = format!("GET / HTTP/1.1\r\n{}\r\n\r\n", order.join("\r\n"));
+            let (head, _) = parse_request(raw.as_bytes(), &HeadLimits::DEFAULT)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                validate_upgrade(&head),
+                Err(HandshakeError::RepeatedHeader("host")),
+                "{order:?}"
+            );
+        }
+        let raw = b"GET /a?b=c HTTP/1.1\r\nsec-websocket-protocol: chat, , superchat\r\n\
+            Sec-WebSocket-Key:  dGhlIHNhbXBsZSBub25jZQ== \r\nHOST: h\r\nSec-WebSocket-Version: 13\r\n\
+            connection: upgrade\r\nSec-WebSocket-Protocol: x\r\nupgrade: WebSocket\r\n\r\n";
+        let (head, _) = parse_request(raw, &HeadLimits::DEFAULT).unwrap().unwrap();
+        let req = validate_upgrade(&head).unwrap();
+        assert_eq!((req.path, req.query, req.host), ("/a", Some("b=c"), "h"));
+        assert_eq!(req.key, "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(req.protocols(), ["chat", "superchat", "x"]);
     }
 
     #[test]
