@@ -10,7 +10,9 @@
 #   clippy   cargo clippy --workspace --all-targets --all-features -- -D warnings, and the codec
 #            core alone without features (no tokio, no RNG in its dependency tree)
 #   test     cargo test --workspace --all-features (unit, integration and doc tests), after
-#            building the binaries with the same selection perf/smoke.sh uses (one build)
+#            building the binaries with the same selection perf/smoke.sh uses (one build); a
+#            scratch PostgreSQL cluster on loopback (scripts/postgres.sh) runs beside it, so the
+#            store's tests run on both backends (CHATGROUP_REQUIRE_POSTGRES=1: none may skip)
 #   browser  tests/browser/run.sh: the page at / end to end in headless Debian Chromium, driven
 #            by playwright-core against target/debug/chatgroup (built by the test stage)
 #   doc      cargo doc of the library crates with warnings denied (house style §3.10)
@@ -45,7 +47,8 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export NODE_PATH="$ROOT/tests/interop/node_modules${NODE_PATH:+:$NODE_PATH}"
 
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/chatgroup-test.XXXXXX")"
-trap 'rm -rf "$SCRATCH"' EXIT
+PG_STARTED=0
+trap 'if ((PG_STARTED)); then stop_postgres; fi; rm -rf "$SCRATCH"' EXIT
 
 RUN_START=$SECONDS
 PASSED=0
@@ -195,7 +198,19 @@ install_browser() {
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# The store's PostgreSQL backend is tested against Debian's server, in a scratch cluster that
+# scripts/postgres.sh starts on loopback (never the system cluster the package may create).
+install_postgres() {
+    if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+        note "postgresql: $(ls -d /usr/lib/postgresql/*/bin | head -n 1) already installed"
+        return
+    fi
+    note "postgresql: installing the Debian package"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+}
+
 stage_tools() {
+    install_postgres
     install_rust_components
     install_cargo_fuzz
     install_python_websockets
@@ -222,6 +237,23 @@ stage_clippy() {
         echo "$deps" >&2
         return 1
     fi
+}
+
+# Starts the scratch PostgreSQL cluster for the test stage (stopped by the EXIT trap). Its
+# directory is outside $SCRATCH: the cluster belongs to the postgres user, who cannot enter
+# root's private mktemp directory.
+start_postgres() {
+    export CHATGROUP_PG_DIR
+    CHATGROUP_PG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/chatgroup-pg.XXXXXX")"
+    CHATGROUP_TEST_POSTGRES="$(bash scripts/postgres.sh start)"
+    export CHATGROUP_TEST_POSTGRES CHATGROUP_REQUIRE_POSTGRES=1
+    PG_STARTED=1
+    note "postgresql: scratch cluster at $CHATGROUP_TEST_POSTGRES"
+}
+
+stop_postgres() {
+    bash scripts/postgres.sh stop >/dev/null 2>&1 || true
+    rm -rf "$CHATGROUP_PG_DIR"
 }
 
 stage_test() {
@@ -342,6 +374,7 @@ stage tools stage_tools
 stage fmt stage_fmt
 stage web stage_web
 stage clippy stage_clippy
+start_postgres
 stage test stage_test
 stage browser stage_browser
 stage doc stage_doc
