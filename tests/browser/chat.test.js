@@ -61,19 +61,19 @@ test("two people register and chat in a direct chat: ticks go sending → sent �
   // Bob is not in the conversation yet: delivered (his page got it), not read. His unread
   // count is the server's: others' messages after his read marker, the "started a chat"
   // system message included.
-  await alice.status("Hi Bob! Lunch at noon?").and(alice.page.locator('[data-status="delivered"]')).waitFor();
+  await alice.waitForStatus("Hi Bob! Lunch at noon?", "delivered", [bob]);
   await bob.conversation("alice").getByTestId("unread-badge").filter({ hasText: "2" }).waitFor();
   await eventually(async () => /^\(2\) chatgroup$/.test(await bob.page.title()), "bob's tab title shows 2 unread");
 
   await bob.openConversation("alice");
   assert.deepEqual(await bob.bodies(), ["Hi Bob! Lunch at noon?"]);
-  await alice.status("Hi Bob! Lunch at noon?").and(alice.page.locator('[data-status="read"]')).waitFor();
+  await alice.waitForStatus("Hi Bob! Lunch at noon?", "read", [bob]);
   await eventually(async () => (await bob.page.title()) === "alice · chatgroup", "bob's unread count cleared from the title");
   await bob.conversation("alice").getByTestId("unread-badge").waitFor({ state: "hidden" }).catch(() => {});
 
   await bob.send("Sure, see you there");
   await alice.page.locator('[data-testid="message-body"]', { hasText: "Sure, see you there" }).waitFor();
-  await bob.status("Sure, see you there").and(bob.page.locator('[data-status="read"]')).waitFor();
+  await bob.waitForStatus("Sure, see you there", "read", [alice]);
   assert.deepEqual(await alice.bodies(), ["Hi Bob! Lunch at noon?", "Sure, see you there"]);
   // The list shows the last message and sorts by activity.
   await alice.conversation("bob").locator(".conv-preview", { hasText: "Sure, see you there" }).waitFor();
@@ -112,7 +112,7 @@ test("a group: create it with a member, chat, and the member sees everything onc
   await bob.page.locator('[data-testid="message-body"]', { hasText: "Who is in for Saturday?" }).waitFor();
   await bob.send("Me! I'll bring the map");
   await alice.page.locator('[data-testid="message-body"]', { hasText: "I'll bring the map" }).waitFor();
-  await alice.status("Who is in for Saturday?").and(alice.page.locator('[data-status="read"]')).waitFor();
+  await alice.waitForStatus("Who is in for Saturday?", "read", [bob]);
   assert.deepEqual(await bob.bodies(), ["Who is in for Saturday?", "Me! I'll bring the map"]);
   assert.deepEqual(await alice.bodies(), ["Who is in for Saturday?", "Me! I'll bring the map"]);
   // The members dialog shows who is online.
@@ -189,7 +189,7 @@ test("screenshots of the chat view at desktop and phone size", async () => {
   await eventually(() => picture.evaluate((img) => img.complete && img.naturalWidth === 480), "bob's page to show the picture");
   await bob.send("Perfect. I'll bring coffee for everyone");
   await alice.page.locator('[data-testid="message-body"]', { hasText: "coffee for everyone" }).waitFor();
-  await alice.status("Forecast says sunny ☀️ — leaving at 8:30 from the station").and(alice.page.locator('[data-status="read"]')).waitFor();
+  await alice.waitForStatus("Forecast says sunny ☀️ — leaving at 8:30 from the station", "read", [bob]);
   const desktop = await alice.screenshot("chat-desktop");
   const phone = await bob.screenshot("chat-phone");
   if (process.env.UPDATE_SCREENSHOTS) {

@@ -275,6 +275,26 @@ export class Person {
     return this.page.locator('[data-testid="message"]', { has: this.page.locator('[data-testid="message-body"]', { hasText: new RegExp(`^${escapeRegExp(body)}$`) }) }).getByTestId("message-status");
   }
 
+  /**
+   * Waits for the own message `body` to reach `state`; on failure the error says where it
+   * stopped and carries the last socket frames of this page and of `others`.
+   * @param {string} body
+   * @param {"sent" | "delivered" | "read"} state
+   * @param {Person[]} [others]
+   */
+  async waitForStatus(body, state, others = []) {
+    const status = this.status(body);
+    try {
+      await status.and(this.page.locator(`[data-status="${state}"]`)).waitFor();
+    } catch (error) {
+      const now = await status.getAttribute("data-status").catch(() => "missing");
+      const visibility = await this.page.evaluate(() => document.visibilityState).catch(() => "?");
+      error.message += `\n"${body}" on ${this.username}'s page is ${now} (page ${visibility})`;
+      for (const p of [this, ...others]) error.message += `\n${p.username}'s frames:\n${p.frames.join("\n")}`;
+      throw error;
+    }
+  }
+
   async screenshot(name) {
     mkdirSync(OUT, { recursive: true });
     const path = join(OUT, `${name}.png`);

@@ -79,12 +79,14 @@ export class Receipts {
   }
 
   moveMarker(c, user, delivered, read) {
-    const next = c.move(user, delivered, read);
+    c.move(user, delivered, read);
     if (user === this.me) {
       // What the server holds for this user, whichever device reported it: no need to
-      // report it again from here.
-      c.reported.delivered = Math.max(c.reported.delivered, next.delivered);
-      c.reported.read = Math.max(c.reported.read, next.read);
+      // report it again from here. Taken from what the server said, not from the merged
+      // marker: that one may already hold a `markRead` still waiting to be sent, and counting
+      // it as reported would drop the report.
+      c.reported.delivered = Math.max(c.reported.delivered, delivered ?? 0, read ?? 0);
+      c.reported.read = Math.max(c.reported.read, read ?? 0);
     }
   }
 

@@ -136,3 +136,19 @@ test("reports made offline go out after attach; what another device reported is 
   time.advance(300);
   assert.deepEqual(frames, []);
 });
+
+test("a marker update for the user that arrives before a pending read goes out does not swallow it", () => {
+  const { time, receipts } = setup();
+  const sent = [];
+  receipts.attach((m) => (sent.push(m), true));
+  receipts.loadConversation({ id: 3, members: members(1, 2), lastSeq: 2, unread: 0, markers: [marker(1, 2, 2), marker(2, 2, 2)] });
+  receipts.noteMessage({ conversation: 3, seq: 3, sender: 2 });
+  receipts.markRead(3, 3);
+  // Before the report's timer fires, the server echoes an older marker of the user's (from
+  // another device's report, or a fresh conversation list).
+  receipts.applyReceipt({ conversation: 3, user: ME, delivered: 2, read: 2 });
+  receipts.loadConversation({ id: 3, members: members(1, 2), lastSeq: 3, markers: [marker(1, 2, 2), marker(2, 2, 2)] });
+  time.advance(300);
+  assert.deepEqual(sent, [{ type: "read", conversation: 3, seq: 3 }]);
+  assert.equal(receipts.unread(3), 0);
+});
