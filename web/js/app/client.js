@@ -265,10 +265,11 @@ export class ChatClient {
   /**
    * Asks for the conversation list once more, shortly after `ready`, and takes its markers.
    *
-   * A `receipt` fanned out while this connection was authenticating can miss it, and the
-   * markers in `ready` are read from the database, which may not hold a marker merged in the
-   * server's memory yet: a tick could then stay at "delivered" until the next receipt. The
-   * second look, after the server's next write batch, closes that window.
+   * A defensive second look: the markers in `ready` are a snapshot, and a `receipt` fanned out
+   * while this socket was still authenticating is not repeated to it. Should the snapshot
+   * miss a marker that moved in that instant, a tick would stay at "delivered" until the next
+   * receipt; one request per connection rules that out. Markers only move forward, so taking
+   * them twice is harmless.
    */
   scheduleMarkerRefresh() {
     const timers = this.outbox.timers;
