@@ -199,10 +199,40 @@ test("screenshots of the chat view at desktop and phone size", async () => {
   }
 });
 
+test("keyboard only: create a group, add someone, send a message, close a dialog with Escape", async () => {
+  const page = alice.page;
+  const focused = () => page.evaluate(() => document.activeElement?.dataset.testid ?? document.activeElement?.tagName);
+  await page.getByTestId("new-group").focus();
+  await page.keyboard.press("Enter");
+  assert.equal(await focused(), "group-name", "the dialog opens on its first field");
+  await page.keyboard.type("Keyboard club");
+  await page.keyboard.press("Tab");
+  assert.equal(await focused(), "group-search");
+  await page.keyboard.type("bo");
+  await page.locator('[data-testid="group-results"] [data-username="bob"]').waitFor();
+  await page.keyboard.press("Enter"); // picks the first match
+  await page.locator('[data-testid="group-member-chip"]', { hasText: "bob" }).waitFor();
+  // Tab on to the Create button (past Cancel) and press it.
+  for (let i = 0; i < 5 && (await focused()) !== "group-create"; i++) await page.keyboard.press("Tab");
+  assert.equal(await focused(), "group-create");
+  await page.keyboard.press("Enter");
+  await page.locator('[data-testid="chat-title"]', { hasText: "Keyboard club" }).waitFor();
+  assert.equal(await focused(), "composer-input", "the composer has the focus in the new conversation");
+  await page.keyboard.type("Typed and sent from the keyboard");
+  await page.keyboard.press("Enter");
+  await alice.waitForStatus("Typed and sent from the keyboard", "delivered", [bob]);
+  await page.getByTestId("members-button").focus();
+  await page.keyboard.press("Enter");
+  await page.locator('[data-testid="member"][data-username="bob"]').waitFor();
+  await page.keyboard.press("Escape");
+  await page.locator("#dialog-members").waitFor({ state: "hidden" });
+});
+
 test("leaving a group removes it from the list", async () => {
   await bob.page.getByTestId("members-button").click();
   await bob.page.getByTestId("leave").click();
   await bob.conversation("Weekend trip").waitFor({ state: "detached" });
+  await alice.openConversation("Weekend trip");
   await alice.page.locator('[data-testid="message"]', { hasText: "bob left" }).waitFor();
 });
 
