@@ -63,8 +63,6 @@ export class ChatClient {
     this.synced = false;
     this.epoch = null;
     this.refCounter = 0;
-    /** @type {Map<string, {resolve: Function, reject: Function, timer: any}>} */
-    this.requests = new Map();
     /** conversation → ref of its history request in flight */
     this.historyInFlight = new Map();
 
@@ -159,15 +157,6 @@ export class ChatClient {
     this.uploads.detach();
     this.typingIn.clear();
     this.historyInFlight.clear();
-    for (const [ref, request] of this.requests) {
-      this.timersClear(request.timer);
-      request.reject(new Error("disconnected"));
-      this.requests.delete(ref);
-    }
-  }
-
-  timersClear(timer) {
-    if (timer != null) clearTimeout(timer);
   }
 
   // -- incoming ----------------------------------------------------------------------------
@@ -206,10 +195,10 @@ export class ChatClient {
       case "user_list":
         for (const m of msg.members ?? []) this.names.set(m.id, m.username);
         this.presence.applyUserList(msg);
-        return this.answer(msg);
+        return;
       case "conversation":
         this.upsert(msg.conversation, { pushed: true });
-        return this.answer(msg);
+        return;
       case "conversations":
         if (msg.ref != null && msg.ref === this.markerRefresh) {
           // Only the markers: they only ever move forward, so taking them cannot undo anything.
@@ -220,11 +209,11 @@ export class ChatClient {
           return;
         }
         for (const c of msg.conversations) this.upsert(c);
-        return this.answer(msg);
+        return;
       case "conversation_removed":
         return this.removeConversation(msg.conversation);
       case "ok":
-        return this.answer(msg);
+        return;
       case "file_ready":
         this.uploads.handleReady(msg);
         return;
@@ -340,7 +329,6 @@ export class ChatClient {
       );
       return;
     }
-    if (msg.ref != null && this.requests.has(String(msg.ref))) return this.answer(msg);
     if (msg.ref != null && [...this.historyInFlight.values()].includes(msg.ref)) {
       for (const [c, ref] of this.historyInFlight) if (ref === msg.ref) this.historyInFlight.delete(c);
       return;
@@ -351,17 +339,6 @@ export class ChatClient {
       this.timelines.get(outcome.entry.conversation).markFailed(outcome.entry.localId, outcome.entry.error);
       this.emit("messages", outcome.entry.conversation);
     }
-  }
-
-  /** Resolves or rejects the request waiting for this `ref`. */
-  answer(msg) {
-    if (msg.ref == null) return;
-    const request = this.requests.get(String(msg.ref));
-    if (!request) return;
-    this.requests.delete(String(msg.ref));
-    this.timersClear(request.timer);
-    if (msg.type === "error") request.reject(Object.assign(new Error(msg.message ?? msg.code), { code: msg.code }));
-    else request.resolve(msg);
   }
 
   // -- conversations -----------------------------------------------------------------------
