@@ -27,7 +27,9 @@ thread_local! {
 }
 
 /// A raw-deflate compressor at `level` with empty history: the thread's idle
-/// one if it has one, else a new one.
+/// one if it has one, else a new one. The pool holds only compressors whose
+/// last message ended with a completed full flush (see `MessageCompressor::compress`),
+/// which leaves no history, so they are handed out without a reset.
 pub(super) fn take_compressor(level: Compression) -> Compress {
     // `try_with` fails only while the thread is being torn down; a new state
     // is correct then too.
@@ -39,19 +41,12 @@ pub(super) fn take_compressor(level: Compression) -> Compress {
         })
         .ok()
         .flatten();
-    match pooled {
-        Some(mut c) => {
-            // Reset when taken, not when given back: a state dropped because
-            // the pool is full then never pays for it.
-            c.reset();
-            c
-        }
-        // Raw deflate: RFC 7692 carries no zlib header or checksum.
-        None => Compress::new(level, false),
-    }
+    // Raw deflate: RFC 7692 carries no zlib header or checksum.
+    pooled.unwrap_or_else(|| Compress::new(level, false))
 }
 
-/// Gives a compressor taken with [`take_compressor`] back to this thread.
+/// Gives a compressor taken with [`take_compressor`] back to this thread; it
+/// must hold no history (its last message ended with a full flush).
 pub(super) fn give_compressor(level: Compression, c: Compress) {
     let _ = COMPRESSORS.try_with(|pool| {
         let mut pool = pool.borrow_mut();
