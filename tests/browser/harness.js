@@ -32,6 +32,18 @@ export function freePort() {
   });
 }
 
+/** Every server process this test file started: none may outlive it, even when it is killed. */
+const children = new Set();
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, () => {
+    for (const child of children) child.kill("SIGKILL");
+    process.exit(130);
+  });
+}
+
 /**
  * The server binary on a scratch data directory. `restart()` starts it again on the same port
  * and data; `kill(signal)` stops it by its PID only.
@@ -88,6 +100,8 @@ export class Server {
     const webDir = process.env.CHATGROUP_BROWSER_WEB_DIR ? ["--web-dir", process.env.CHATGROUP_BROWSER_WEB_DIR] : [];
     const child = spawn(BIN, [...this.args(), ...webDir], { stdio: ["ignore", "pipe", "pipe"], env });
     this.child = child;
+    children.add(child);
+    child.once("exit", () => children.delete(child));
     const keep = (chunk) => {
       this.logs.push(chunk.toString());
       if (this.logs.length > 500) this.logs.shift();
