@@ -315,7 +315,7 @@ export class ChatView {
     }
     const meta = h("div", { class: "meta" }, [h("time", { class: "time" })]);
     if (own) {
-      meta.append(h("span", { class: "status", data: { testid: "message-status" } }));
+      meta.append(h("span", { class: "status", attrs: { role: "img" }, data: { testid: "message-status" } }));
     }
     bubble.append(meta);
     if (own) {
