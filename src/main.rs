@@ -110,6 +110,21 @@ struct Args {
     #[arg(long, env = "CHATGROUP_DURABILITY", default_value = "full", value_parser = parse_durability)]
     durability: Durability,
 
+    /// none: one node. redis: several nodes sharing one PostgreSQL database deliver what each
+    /// commits, and typing and presence, to each other's connections over Redis pub/sub
+    /// (needs --redis-url).
+    #[arg(long, env = "CHATGROUP_BUS", default_value = "none", value_parser = ["none", "redis"])]
+    bus: String,
+
+    /// The Redis server of --bus redis: redis://[[user]:password@]host[:port][/db]. The
+    /// password is never logged.
+    #[arg(long, env = "CHATGROUP_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+
+    /// The Redis pub/sub channel the nodes of one deployment share.
+    #[arg(long, env = "CHATGROUP_BUS_CHANNEL", default_value = "chatgroup")]
+    bus_channel: String,
+
     /// Secret for signing access tokens (at least 32 bytes). Default: one generated on first
     /// start and kept in the database, so tokens survive restarts. Set it to share tokens
     /// between nodes or to rotate it (which logs everyone out).
@@ -291,6 +306,12 @@ impl Args {
         cfg.slow_consumer_grace = self.slow_consumer_grace.0;
         cfg.allowed_origins = self.allowed_origins;
         cfg.durability = self.durability;
+        if self.bus == "redis" {
+            cfg.bus = Some(chatgroup_server::bus::BusConfig {
+                url: chatgroup_server::bus::RedisUrl::new(self.redis_url.unwrap_or_default()),
+                channel: self.bus_channel,
+            });
+        }
         cfg.jwt_secret = self.jwt_secret;
         cfg.token_ttl = self.token_ttl.0;
         cfg.refresh_ttl = self.refresh_ttl.0;
@@ -348,6 +369,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(filter)
         .init();
+    if args.bus == "redis" && args.redis_url.as_deref().is_none_or(str::is_empty) {
+        anyhow::bail!("--bus redis needs --redis-url (or CHATGROUP_REDIS_URL)");
+    }
     let cfg = args
         .into_config()
         .validate()

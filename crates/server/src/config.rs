@@ -63,6 +63,8 @@ pub struct Config {
     pub allowed_origins: OriginPolicy,
     /// How messages are made durable (see [`Durability`]).
     pub durability: Durability,
+    /// The bus to other nodes (`--bus redis`); `None` for a single node.
+    pub bus: Option<crate::bus::BusConfig>,
     /// The access-token signing secret; `None` uses the one generated and stored in the
     /// database on first start, so tokens survive restarts.
     pub jwt_secret: Option<Secret>,
@@ -216,6 +218,7 @@ impl Default for Config {
             hub_queue_depth: 4096,
             allowed_origins: OriginPolicy::SameHost,
             durability: Durability::Full,
+            bus: None,
             jwt_secret: None,
             token_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),

@@ -185,10 +185,21 @@ fn dispatch(head: &RequestHead<'_>, ctx: &ServerCtx) -> Action {
         Route::Health if ctx.shutdown.is_cancelled() => {
             respond(Response::new(503, "text/plain", "shutting down\n"))
         }
-        Route::Health => respond(Response::new(200, "text/plain", "ok\n")),
+        Route::Health => match ctx.bus.as_ref().and_then(crate::bus::Bus::problem) {
+            // Unhealthy without the bus: a load balancer sends new clients elsewhere.
+            Some(problem) => respond(Response::new(
+                503,
+                "text/plain",
+                format!("bus unavailable: {problem}\n"),
+            )),
+            None => respond(Response::new(200, "text/plain", "ok\n")),
+        },
         Route::Metrics => {
             let mut text = ctx.metrics.render();
             metrics::render_store(&ctx.store.stats(), &mut text);
+            if let Some(bus) = &ctx.bus {
+                metrics::render_bus(bus.counts(), bus.problem().is_none(), &mut text);
+            }
             respond(Response::new(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",

@@ -44,6 +44,8 @@ pub(crate) struct ServerCtx {
     pub(crate) files: Arc<crate::chat::files::FileRoot>,
     /// Per-user send limits, shared by a user's sockets and the HTTP API.
     pub(crate) user_sends: PerUser,
+    /// The bus to the other nodes (`--bus redis`), for `/healthz`.
+    pub(crate) bus: Option<crate::bus::Bus>,
 }
 
 impl ServerCtx {
@@ -56,6 +58,7 @@ impl ServerCtx {
         tracker: TaskTracker,
         store: Store,
         auth: Auth,
+        bus: Option<crate::bus::Bus>,
     ) -> Self {
         let codec = CodecConfig::server()
             .with_max_frame_len(cfg.max_frame_len)
@@ -76,6 +79,7 @@ impl ServerCtx {
             store,
             auth,
             user_sends: PerUser::default(),
+            bus,
         }
     }
 

@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+pub mod bus;
 mod chat;
 pub mod config;
 mod connection;
@@ -94,7 +95,17 @@ pub async fn run(
     // Not in the tracker: the hub outlives the connections and the store (whose committed
     // events it still delivers while they flush).
     let hub_task = tokio::spawn(hub.run());
-    let store = open_store(&cfg, hub_handle.clone()).await?;
+    // Before the store: its sink publishes what it commits.
+    let bus = match &cfg.bus {
+        Some(bus_cfg) => Some(bus::Bus::start(
+            bus_cfg,
+            hub_handle.clone(),
+            &token,
+            &tracker,
+        )?),
+        None => None,
+    };
+    let store = open_store(&cfg, hub_handle.clone(), bus.clone()).await?;
     // Before any connection exists: the hub applies commands in order.
     let _ = hub_handle
         .send_command(Command::Chat(Box::new(ChatCommand::Configure(
@@ -102,6 +113,7 @@ pub async fn run(
                 store: Some(store.clone()),
                 presence_debounce: cfg.presence_debounce,
                 presence_fanout: cfg.presence_fanout,
+                bus: bus.clone(),
             },
         ))))
         .await;
@@ -115,6 +127,7 @@ pub async fn run(
         tracker.clone(),
         store.clone(),
         auth,
+        bus,
     ));
 
     // Deletes idle uploads until shutdown.
@@ -168,11 +181,23 @@ pub async fn run(
     Ok(())
 }
 
-/// Opens the database in the data directory, its committed events flowing to the hub.
-async fn open_store(cfg: &Config, hub: HubHandle) -> Result<Store, Error> {
+/// Opens the database in the data directory, its committed events flowing to the hub (and,
+/// with a bus, to the other nodes).
+async fn open_store(cfg: &Config, hub: HubHandle, bus: Option<bus::Bus>) -> Result<Store, Error> {
     let mut store_cfg = StoreConfig::new(cfg.data_dir.clone());
     store_cfg.durability = cfg.durability;
-    let sink = Box::new(move |event| {
+    // The last message committed, which a `MemberRemoved` right after follows.
+    let mut last_message = None;
+    let sink = Box::new(move |event: chatgroup_store::Committed| {
+        if let Some(bus) = &bus {
+            // Published here, on the writer thread, so in commit order; never waits.
+            if let Some(published) = bus::envelope::Event::of_committed(&event, last_message) {
+                bus.publish(published);
+            }
+            if let chatgroup_store::Committed::Message { message, .. } = &event {
+                last_message = Some((message.conversation, message.seq));
+            }
+        }
         // On the store's writer thread: waiting here when the hub is busy is the intended
         // backpressure (the writer then commits larger batches).
         let _ = hub.blocking_send(Command::Chat(Box::new(ChatCommand::Committed(event))));

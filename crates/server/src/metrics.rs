@@ -420,6 +420,35 @@ pub(crate) fn render_store(stats: &chatgroup_store::StoreStats, out: &mut String
     }
 }
 
+/// Appends the bus's counters (`--bus redis`) in Prometheus text format.
+pub(crate) fn render_bus((published, dropped): (u64, u64), up: bool, out: &mut String) {
+    for (name, help, kind, value) in [
+        (
+            "chatgroup_bus_published_total",
+            "Events this node published on the bus (its heartbeats included)",
+            "counter",
+            published,
+        ),
+        (
+            "chatgroup_bus_dropped_total",
+            "Events this node could not publish (queue full or bus unreachable); the other nodes read them from the store",
+            "counter",
+            dropped,
+        ),
+        (
+            "chatgroup_bus_up",
+            "1 while the bus is subscribed and publishing",
+            "gauge",
+            u64::from(up),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

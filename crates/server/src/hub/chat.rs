@@ -36,6 +36,8 @@ use crate::metrics::{self, Metrics};
 use crate::ids::ClientId;
 use crate::wire;
 
+mod cluster;
+
 /// Most frames buffered for one held connection before the replay is asked to run again.
 const HELD_MAX_FRAMES: usize = 8192;
 
@@ -101,6 +103,9 @@ pub enum ChatCommand {
     },
     /// The store committed something.
     Committed(Committed),
+    /// The bus brought something (`--bus redis`): another node's event, its own state, or
+    /// a gap filled from the store.
+    Bus(crate::bus::Inbound),
     /// Settings from the server's configuration; sent once, before any connection.
     Configure(Settings),
     /// The connection's user started or stopped typing.
@@ -139,6 +144,8 @@ pub struct Settings {
     /// Presence changes are pushed to conversations with at most this many connected
     /// members; larger ones get them only on connections watching them.
     pub presence_fanout: usize,
+    /// The bus to the other nodes, if any: their events are sequenced with ours.
+    pub bus: Option<crate::bus::Bus>,
 }
 
 impl Default for Settings {
@@ -147,6 +154,7 @@ impl Default for Settings {
             store: None,
             presence_debounce: std::time::Duration::from_secs(3),
             presence_fanout: 100,
+            bus: None,
         }
     }
 }
@@ -238,6 +246,8 @@ pub(crate) struct Chat {
     typing: Typing,
     presence: Presence,
     settings: Settings,
+    /// With other nodes (`--bus redis`): ordering, fills, their presence.
+    cluster: Option<Box<cluster::Cluster>>,
 }
 
 impl Chat {
@@ -316,6 +326,7 @@ impl Chat {
         self.holding.remove(&client);
         self.routes.remove_client(client);
         self.presence.unwatch(client);
+        self.cluster_forget(client);
         if let Some(c) = self.clients.remove(&client) {
             if let Some(list) = self.users.get_mut(&c.user) {
                 list.retain(|x| *x != client);
@@ -409,6 +420,17 @@ impl Chat {
                 }
             }
         }
+        let small: Vec<ConversationId> = c
+            .joined
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| self.routes.member_count(*id) <= self.settings.presence_fanout)
+            .collect();
+        online.extend(
+            self.online_elsewhere_in(&small)
+                .into_iter()
+                .filter(|u| *u != c.user),
+        );
         for user in online {
             let frame = wire::json(&ServerMsg::Presence {
                 user,
@@ -702,6 +724,7 @@ impl Chat {
             || self.receipts.has_pending()
             || !self.typing.is_empty()
             || self.presence.busy()
+            || self.cluster.is_some()
     }
 
     /// The periodic work: coalesced receipts and presence changes go out, typing lapses.
@@ -752,7 +775,9 @@ impl Chat {
                 store.set_last_seen(user, at);
             }
         }
-        for change in self.presence.take() {
+        let mut changes = self.presence.take();
+        self.merge_presence(&mut changes);
+        for change in changes {
             let frame = wire::json(&ServerMsg::Presence {
                 user: change.user,
                 online: change.online,
@@ -808,6 +833,7 @@ impl Chat {
         if broadcast {
             let sent = self.typing_frame(conversation, user, state, send);
             metrics::add(&metrics.typing_frames, sent);
+            self.publish_typing(conversation, user, state);
         }
     }
 
@@ -823,7 +849,11 @@ impl Chat {
         }
         users
             .iter()
-            .map(|u| self.users.contains_key(u) || self.presence.is_leaving(*u))
+            .map(|u| {
+                self.users.contains_key(u)
+                    || self.presence.is_leaving(*u)
+                    || self.online_elsewhere(*u)
+            })
             .collect()
     }
 
@@ -932,15 +962,36 @@ impl Hub {
                 reference,
                 reply,
             } => {
-                let end = self.chat.sync_done(client, &upto, reference, &mut send);
-                let _ = reply.send(end);
+                if self.chat.cluster.is_some() {
+                    self.chat
+                        .cluster_sync_done(client, upto, reference, reply, &mut send);
+                } else {
+                    let end = self.chat.sync_done(client, &upto, reference, &mut send);
+                    let _ = reply.send(end);
+                }
             }
             ChatCommand::Release { client } => self.chat.release(client, &mut send),
             ChatCommand::Committed(event) => {
                 metrics::inc(&self.metrics.chat_events);
-                self.chat.committed(event, &mut send);
+                if self.chat.cluster.is_some() {
+                    self.chat.local_committed(event, &mut send);
+                } else {
+                    self.chat.committed(event, &mut send);
+                }
             }
-            ChatCommand::Configure(settings) => self.chat.settings = settings,
+            ChatCommand::Bus(crate::bus::Inbound(kind)) => {
+                if matches!(kind, crate::bus::InboundKind::Up { recovered: true }) {
+                    self.resync_all();
+                }
+                self.chat.on_bus(kind, &mut send);
+            }
+            ChatCommand::Configure(settings) => {
+                self.chat.cluster = settings
+                    .bus
+                    .clone()
+                    .map(|bus| Box::new(cluster::Cluster::new(bus)));
+                self.chat.settings = settings;
+            }
             ChatCommand::Typing {
                 client,
                 conversation,
@@ -969,9 +1020,30 @@ impl Hub {
         let mut out = std::mem::take(&mut self.chat_out);
         let mut send = |client: ClientId, frame: Bytes| out.push((client, frame));
         let metrics = Arc::clone(&self.metrics);
-        self.chat.tick(Instant::now(), &metrics, &mut send);
+        let now = Instant::now();
+        self.chat.tick(now, &metrics, &mut send);
+        self.chat.cluster_tick(now, &self.weak, &mut send);
         self.deliver_all(&mut out);
         self.chat_out = out;
+    }
+
+    /// The bus is back after being lost: whatever other nodes did meanwhile (messages, but
+    /// also members added and removed, receipts) may be missing here, so every chat
+    /// connection is closed with 1013 and resyncs from the store when it reconnects.
+    fn resync_all(&mut self) {
+        let clients = self.chat.connections();
+        tracing::info!(
+            connections = clients.len(),
+            "bus recovered: closing chat connections so they resync"
+        );
+        let code = rfc6455::CloseCode::TRY_AGAIN_LATER;
+        let frame = wire::close(code, "bus reconnected: resync");
+        for client in clients {
+            if let Some(outbox) = self.outboxes.get(&client) {
+                self.metrics.count_client_close(code);
+                outbox.close(frame.clone(), false);
+            }
+        }
     }
 
     /// Closes or warns the connections whose deadline passed.

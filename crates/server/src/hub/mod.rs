@@ -26,9 +26,11 @@
 //!   connection that might still send it an `Unregister`.
 
 pub mod chat;
+mod peers;
 mod presence;
 mod receipts;
 pub mod routes;
+pub(crate) mod sequencer;
 mod typing;
 
 use std::collections::{HashMap, HashSet};
@@ -232,6 +234,8 @@ pub struct Hub {
     /// Shared compressed forms of the frames of the current delivery round (permessage-
     /// deflate), so a chat event fanned out to many connections is compressed once.
     deflated: wire::DeflateCache,
+    /// A handle that does not keep the hub alive, for the tasks it spawns (store fills).
+    weak: mpsc::WeakSender<Command>,
 }
 
 impl Hub {
@@ -261,6 +265,7 @@ impl Hub {
             chat: chat::Chat::default(),
             chat_out: Vec::new(),
             deflated: wire::DeflateCache::default(),
+            weak: tx.downgrade(),
         };
         (hub, HubHandle { tx })
     }

@@ -73,6 +73,7 @@ mod tests {
             TaskTracker::new(),
             store.clone(),
             auth,
+            None,
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap())

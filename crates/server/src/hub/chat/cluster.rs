@@ -1,0 +1,532 @@
+//! The chat hub with other nodes (`--bus redis`): every conversation event, this node's and
+//! the others', goes through the [`Sequencer`] before [`Chat::committed`] sees it, so the rest
+//! of the hub works as with one node; gaps are filled from the store; typing and presence
+//! are shared; a sync ends only once live delivery has caught up with what it replayed.
+//!
+//! **Sync with several nodes.** On one node every message committed before a sync's store
+//! read reaches the hub before the sync ends. With several, another node's message may be
+//! read by the replay and reach this hub only later, or reach it first and open a
+//! conversation's lane *after* what the replay read. So at the end of a replay, per
+//! conversation, with `upto` the newest seq it sent:
+//!
+//! - the lane must have delivered `upto` already, or the connection would get those messages
+//!   twice: it stays held (its frames buffered) until the lane gets there, which it does
+//!   within the gap bound, by the bus or from the store;
+//! - live delivery to this connection must have started at or before `upto`, or the messages
+//!   between would be in neither: the replay runs again from `upto`;
+//! - a conversation with no lane yet gets one starting at `upto`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+use bytes::Bytes;
+use chatgroup_protocol::{ConversationId, Ref, Seq, TypingState, UserId};
+use chatgroup_store::Committed;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Chat, SyncEnd};
+use crate::bus::envelope::{Envelope, Event, Split};
+use crate::bus::{Bus, InboundKind, GAP_BOUND, NODE_TIMEOUT};
+use crate::hub::peers::{Flip, Peers};
+use crate::hub::presence::Change;
+use crate::hub::sequencer::{Position, Sequencer};
+use crate::hub::Command;
+use crate::ids::ClientId;
+
+/// Messages read per fill.
+const FILL_LIMIT: usize = 256;
+
+/// A sync waiting for live delivery to catch up with its replay.
+#[derive(Debug)]
+struct PendingSync {
+    upto: BTreeMap<ConversationId, Seq>,
+    reference: Ref,
+    reply: oneshot::Sender<SyncEnd>,
+}
+
+/// The hub's state for several nodes.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    bus: Bus,
+    sequencer: Sequencer<Committed>,
+    /// The last message this node committed, which a `MemberRemoved` right after follows.
+    last_local: Option<(ConversationId, Seq)>,
+    peers: Peers,
+    /// Presence changes the other nodes caused, for the next tick.
+    flips: Vec<Change>,
+    waiting: HashMap<ClientId, PendingSync>,
+}
+
+impl Cluster {
+    pub(crate) fn new(bus: Bus) -> Self {
+        Self {
+            bus,
+            sequencer: Sequencer::new(GAP_BOUND),
+            last_local: None,
+            peers: Peers::default(),
+            flips: Vec::new(),
+            waiting: HashMap::new(),
+        }
+    }
+}
+
+/// What to do at the end of a replay.
+enum Check {
+    Ready,
+    Wait,
+    Again,
+}
+
+/// Where a committed event belongs in its conversation; `removed_after` is the message a
+/// `MemberRemoved` follows.
+fn position(event: &Committed, removed_after: Option<Seq>) -> (ConversationId, Position) {
+    match event {
+        Committed::Message { message, .. } => {
+            (message.conversation, Position::Message(message.seq))
+        }
+        Committed::MembersAdded { conversation, .. } => {
+            (conversation.id, Position::Opens(conversation.last_seq))
+        }
+        Committed::MemberRemoved { conversation, .. } => (
+            *conversation,
+            removed_after.map_or(Position::Now, Position::After),
+        ),
+        Committed::ConversationChanged { conversation } => {
+            (conversation.id, Position::After(conversation.last_seq))
+        }
+        Committed::Receipt {
+            conversation,
+            markers,
+            ..
+        } => (
+            *conversation,
+            Position::After(markers.delivered.max(markers.read)),
+        ),
+        Committed::Duplicate { message, .. } => (message.conversation, Position::Now),
+        Committed::Rejected { conversation, .. } | Committed::MarksRefused { conversation, .. } => {
+            (*conversation, Position::Now)
+        }
+        Committed::Attached { .. } => (ConversationId(0), Position::Now),
+    }
+}
+
+impl Chat {
+    /// This node's committed event, through the sequencer.
+    pub(crate) fn local_committed(
+        &mut self,
+        event: Committed,
+        send: &mut dyn FnMut(ClientId, Bytes),
+    ) {
+        let Some(cl) = self.cluster.as_mut() else {
+            return self.committed(event, send);
+        };
+        let removed_after = match (&event, cl.last_local) {
+            (Committed::MemberRemoved { conversation, .. }, Some((c, s))) if c == *conversation => {
+                Some(s)
+            }
+            _ => None,
+        };
+        if let Committed::Message { message, .. } = &event {
+            cl.last_local = Some((message.conversation, message.seq));
+        }
+        self.sequence(event, removed_after, send);
+    }
+
+    fn sequence(
+        &mut self,
+        event: Committed,
+        removed_after: Option<Seq>,
+        send: &mut dyn FnMut(ClientId, Bytes),
+    ) {
+        let Some(cl) = self.cluster.as_mut() else {
+            return self.committed(event, send);
+        };
+        let (conversation, at) = position(&event, removed_after);
+        let mut out = Vec::new();
+        let duplicate = cl
+            .sequencer
+            .offer(conversation, at, event, Instant::now(), &mut out);
+        for (_, event) in out {
+            self.committed(event, send);
+        }
+        if let Some(Committed::Message {
+            message,
+            origin: Some(origin),
+        }) = duplicate
+        {
+            // Our own message, delivered already (a fill read it first): its sender still
+            // needs the ack, and nobody the message again.
+            self.committed(Committed::Duplicate { message, origin }, send);
+        }
+        self.recheck_syncs(send);
+    }
+
+    /// What the bus brought.
+    pub(crate) fn on_bus(&mut self, kind: InboundKind, send: &mut dyn FnMut(ClientId, Bytes)) {
+        let now = Instant::now();
+        match kind {
+            InboundKind::Remote(envelope) => self.remote(*envelope, now, send),
+            InboundKind::Up { .. } => {
+                // The others answer our `Hello` with their snapshots; this is ours.
+                let snapshot = self.snapshot();
+                if let Some(cl) = &self.cluster {
+                    cl.bus.publish(Event::Snapshot { users: snapshot });
+                }
+            }
+            InboundKind::Down => {}
+            InboundKind::Filled {
+                conversation,
+                result,
+            } => {
+                let Some(cl) = self.cluster.as_mut() else {
+                    return;
+                };
+                let mut out = Vec::new();
+                match result {
+                    Ok((messages, complete)) => {
+                        let messages = messages
+                            .into_iter()
+                            .map(|message| {
+                                let seq = message.seq;
+                                (
+                                    seq,
+                                    Committed::Message {
+                                        message,
+                                        origin: None,
+                                    },
+                                )
+                            })
+                            .collect();
+                        cl.sequencer
+                            .filled(conversation, messages, complete, now, &mut out);
+                    }
+                    Err(()) => cl.sequencer.fill_failed(conversation, now),
+                }
+                for (_, event) in out {
+                    self.committed(event, send);
+                }
+                self.recheck_syncs(send);
+            }
+        }
+    }
+
+    fn remote(&mut self, envelope: Envelope, now: Instant, send: &mut dyn FnMut(ClientId, Bytes)) {
+        let node = envelope.node;
+        let Some(cl) = self.cluster.as_mut() else {
+            return;
+        };
+        cl.peers.heard(node, now);
+        match envelope.event.into_committed() {
+            Split::Committed((event, after)) => self.sequence(event, after, send),
+            Split::Other(Event::Typing {
+                conversation,
+                user,
+                state,
+            }) => {
+                let broadcast = match state {
+                    TypingState::Start => self.typing.start(conversation, user, now),
+                    TypingState::Stop => self.typing.stop(conversation, user),
+                };
+                if broadcast {
+                    self.typing_frame(conversation, user, state, send);
+                }
+            }
+            Split::Other(Event::Presence {
+                user,
+                online,
+                conversations,
+            }) => {
+                let flip = cl.peers.set(node, user, online, conversations, now);
+                self.flipped(flip.into_iter().collect());
+            }
+            Split::Other(Event::Snapshot { users }) => {
+                let flips = cl.peers.replace(node, users, now);
+                self.flipped(flips);
+            }
+            Split::Other(Event::Hello) => {
+                // A node (re)joined: it may have committed without publishing while it was
+                // cut off, and it wants to know who is online here.
+                cl.sequencer.suspect_all(now);
+                let snapshot = self.snapshot();
+                if let Some(cl) = &self.cluster {
+                    cl.bus.publish(Event::Snapshot { users: snapshot });
+                }
+            }
+            Split::Other(Event::Lost) => cl.sequencer.suspect_all(now),
+            Split::Other(_) => {}
+        }
+    }
+
+    /// Presence changes caused by other nodes, for the next tick (not for users who are
+    /// online here anyway).
+    fn flipped(&mut self, flips: Vec<Flip>) {
+        let Some(cl) = self.cluster.as_mut() else {
+            return;
+        };
+        for flip in flips {
+            if self.users.contains_key(&flip.user) || self.presence.is_leaving(flip.user) {
+                continue;
+            }
+            cl.flips.push(Change {
+                user: flip.user,
+                online: flip.online,
+                last_seen: (!flip.online).then(crate::auth::now_ms),
+                conversations: flip.conversations,
+            });
+        }
+    }
+
+    /// Every user online here, with their conversations.
+    fn snapshot(&self) -> Vec<(UserId, Vec<ConversationId>)> {
+        self.users
+            .iter()
+            .map(|(user, clients)| {
+                let mut conversations: Vec<ConversationId> = clients
+                    .iter()
+                    .filter_map(|c| self.clients.get(c))
+                    .flat_map(|c| c.joined.iter().map(|(id, _)| *id))
+                    .collect();
+                conversations.sort_unstable();
+                conversations.dedup();
+                (*user, conversations)
+            })
+            .collect()
+    }
+
+    /// Publishes a typing report this node broadcast.
+    pub(crate) fn publish_typing(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        state: TypingState,
+    ) {
+        if let Some(cl) = &self.cluster {
+            cl.bus.publish(Event::Typing {
+                conversation,
+                user,
+                state,
+            });
+        }
+    }
+
+    /// The presence changes of this tick: this node's are published, and kept only for
+    /// users not online elsewhere; the other nodes' are added.
+    pub(crate) fn merge_presence(&mut self, changes: &mut Vec<Change>) {
+        let Some(cl) = self.cluster.as_mut() else {
+            return;
+        };
+        for change in changes.iter() {
+            cl.bus.publish(Event::Presence {
+                user: change.user,
+                online: change.online,
+                conversations: change.conversations.clone(),
+            });
+        }
+        changes.retain(|c| !cl.peers.is_online(c.user));
+        changes.append(&mut cl.flips);
+    }
+
+    /// Whether `user` is online on another node.
+    pub(crate) fn online_elsewhere(&self, user: UserId) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|cl| cl.peers.is_online(user))
+    }
+
+    /// Users online on other nodes in any of `conversations`.
+    pub(crate) fn online_elsewhere_in(&self, conversations: &[ConversationId]) -> Vec<UserId> {
+        self.cluster
+            .as_ref()
+            .map(|cl| cl.peers.online_in(conversations))
+            .unwrap_or_default()
+    }
+
+    /// The cluster's share of the tick: dead nodes, and fills of lanes stalled too long.
+    pub(crate) fn cluster_tick(
+        &mut self,
+        now: Instant,
+        weak: &mpsc::WeakSender<Command>,
+        send: &mut dyn FnMut(ClientId, Bytes),
+    ) {
+        let Some(cl) = self.cluster.as_mut() else {
+            return;
+        };
+        let (flips, died) = cl.peers.expire(now, NODE_TIMEOUT);
+        if died {
+            // It may have committed and died before publishing.
+            cl.sequencer.suspect_all(now);
+        }
+        self.flipped(flips);
+        let Some(cl) = self.cluster.as_mut() else {
+            return;
+        };
+        let due = cl.sequencer.due(now);
+        for (conversation, from) in due {
+            match self.reader_of(conversation) {
+                Some(user) => self.fill(user, conversation, from, weak),
+                None => {
+                    // Nobody here receives it: nothing to fill, jump over the gap.
+                    let mut out = Vec::new();
+                    if let Some(cl) = self.cluster.as_mut() {
+                        cl.sequencer.skip(conversation, &mut out);
+                    }
+                    for (_, event) in out {
+                        self.committed(event, send);
+                    }
+                }
+            }
+        }
+        self.recheck_syncs(send);
+    }
+
+    /// A user of this node who receives `conversation` (the store reads as a member).
+    fn reader_of(&self, conversation: ConversationId) -> Option<UserId> {
+        if let Some(client) = self.routes.members(conversation).next() {
+            return self.user_of(client);
+        }
+        self.clients
+            .values()
+            .find(|c| c.joined.iter().any(|(id, _)| *id == conversation))
+            .map(|c| c.user)
+    }
+
+    /// Reads the messages after `from` from the store, as `user`, and hands them back to
+    /// the hub.
+    fn fill(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        from: Seq,
+        weak: &mpsc::WeakSender<Command>,
+    ) {
+        let Some(store) = self.settings.store.clone() else {
+            return;
+        };
+        let weak = weak.clone();
+        tokio::spawn(async move {
+            let result = store
+                .messages_after(user, conversation, from, FILL_LIMIT)
+                .await
+                .map(|messages| {
+                    let complete = messages.len() < FILL_LIMIT;
+                    (messages, complete)
+                })
+                .map_err(|_| ());
+            if let Some(hub) = weak.upgrade() {
+                let kind = InboundKind::Filled {
+                    conversation,
+                    result,
+                };
+                let cmd = super::ChatCommand::Bus(crate::bus::Inbound(kind));
+                let _ = hub.send(Command::Chat(Box::new(cmd))).await;
+            }
+        });
+    }
+
+    /// Whether a replay that reached `upto` can end now (see the module docs).
+    fn check_sync(&mut self, client: ClientId, upto: &BTreeMap<ConversationId, Seq>) -> Check {
+        let now = Instant::now();
+        let Some(c) = self.clients.get(&client) else {
+            return Check::Ready;
+        };
+        let Some(cl) = self.cluster.as_mut() else {
+            return Check::Ready;
+        };
+        let mut check = Check::Ready;
+        for &(conversation, since) in &c.joined {
+            let reached = upto.get(&conversation).copied().unwrap_or(Seq::ZERO);
+            let (Some(delivered), Some(start)) = (
+                cl.sequencer.delivered(conversation),
+                cl.sequencer.start(conversation),
+            ) else {
+                cl.sequencer.exists(conversation, reached, now);
+                continue;
+            };
+            if since.unwrap_or(start) > reached {
+                return Check::Again;
+            }
+            if delivered < reached {
+                cl.sequencer.exists(conversation, reached, now);
+                check = Check::Wait;
+            }
+        }
+        check
+    }
+
+    /// The end of a replay with several nodes: `None` while the connection waits for live
+    /// delivery to catch up (it is answered later); otherwise what [`Chat::sync_done`] does.
+    pub(crate) fn cluster_sync_done(
+        &mut self,
+        client: ClientId,
+        upto: BTreeMap<ConversationId, Seq>,
+        reference: Ref,
+        reply: oneshot::Sender<SyncEnd>,
+        send: &mut dyn FnMut(ClientId, Bytes),
+    ) {
+        match self.check_sync(client, &upto) {
+            Check::Ready => {
+                let end = self.sync_done(client, &upto, reference, send);
+                let _ = reply.send(end);
+            }
+            Check::Again => {
+                if let Some(c) = self.clients.get_mut(&client) {
+                    // Everything held was committed before the next replay's read.
+                    c.held = Some(Box::default());
+                }
+                let _ = reply.send(SyncEnd::Again);
+            }
+            Check::Wait => {
+                if let Some(cl) = self.cluster.as_mut() {
+                    cl.waiting.insert(
+                        client,
+                        PendingSync {
+                            upto,
+                            reference,
+                            reply,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Ends the syncs whose lanes have caught up.
+    fn recheck_syncs(&mut self, send: &mut dyn FnMut(ClientId, Bytes)) {
+        let Some(cl) = self.cluster.as_mut() else {
+            return;
+        };
+        if cl.waiting.is_empty() {
+            return;
+        }
+        let clients: Vec<ClientId> = cl.waiting.keys().copied().collect();
+        for client in clients {
+            let Some(pending) = self
+                .cluster
+                .as_mut()
+                .and_then(|cl| cl.waiting.remove(&client))
+            else {
+                continue;
+            };
+            if !self.clients.contains_key(&client) {
+                continue;
+            }
+            self.cluster_sync_done(client, pending.upto, pending.reference, pending.reply, send);
+        }
+    }
+
+    /// Every chat connection (to tell them all to resync).
+    pub(crate) fn connections(&self) -> HashSet<ClientId> {
+        self.clients
+            .keys()
+            .chain(self.pending.keys())
+            .copied()
+            .collect()
+    }
+
+    /// Forgets a connection's waiting sync.
+    pub(crate) fn cluster_forget(&mut self, client: ClientId) {
+        if let Some(cl) = self.cluster.as_mut() {
+            cl.waiting.remove(&client);
+        }
+    }
+}
