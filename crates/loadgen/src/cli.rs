@@ -334,6 +334,10 @@ pub(crate) struct IdleArgs {
     /// to /echo instead.
     #[arg(long, default_value_t = 100)]
     pub(crate) rooms: u64,
+    /// Offer permessage-deflate on every connection, as browsers do, and require the server
+    /// to agree: the cost of an idle connection with compression negotiated.
+    #[arg(long)]
+    pub(crate) deflate: bool,
 }
 
 /// Options of `storm`.
@@ -637,6 +641,7 @@ mod tests {
             parse(&[s]).unwrap();
         }
         parse(&["idle", "-k", "100"]).unwrap();
+        parse(&["idle", "-k", "100", "--deflate"]).unwrap();
         for mode in ["send", "fanout", "sync"] {
             parse(&["chat", mode]).unwrap();
         }

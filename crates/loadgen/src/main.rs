@@ -68,6 +68,7 @@ fn run(cli: &Cli) -> anyhow::Result<report::Report> {
             addr: cli.addr,
             per_source: cli.per_source,
             connect_timeout: cli.connect_timeout(),
+            deflate: false,
         },
         server_pid: cli.server_pid,
         label: cli.label.clone(),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::{Buf as _, Bytes, BytesMut};
+use rfc6455::deflate::{ClientMaxWindowBits, DeflateOffer};
 use rfc6455::{
     encode_frame, ClientHandshake, CloseCode, CloseFrame, CodecConfig, Decoder, Frame, FrameHeader,
     OpCode,
@@ -27,6 +28,9 @@ pub(crate) struct Target {
     pub(crate) per_source: usize,
     /// Bound on connect plus handshake.
     pub(crate) connect_timeout: Duration,
+    /// Offer permessage-deflate as a browser does, and fail a connection the server does
+    /// not agree to it on.
+    pub(crate) deflate: bool,
 }
 
 /// The source address for the `index`-th connection: 127.0.0.1 for the first block, then
@@ -116,7 +120,14 @@ impl Session {
             }
         };
         stream.set_nodelay(true)?;
-        let handshake = ClientHandshake::new(&target.addr.to_string(), resource, nonce_for(index));
+        let mut handshake =
+            ClientHandshake::new(&target.addr.to_string(), resource, nonce_for(index));
+        if target.deflate {
+            handshake = handshake.with_deflate(DeflateOffer {
+                client_max_window_bits: ClientMaxWindowBits::Supported,
+                ..DeflateOffer::default()
+            });
+        }
         let mut wbuf = BytesMut::with_capacity(256);
         handshake
             .write_request(&mut wbuf)
@@ -128,17 +139,27 @@ impl Session {
             if stream.read_buf(&mut rbuf).await.context("read handshake")? == 0 {
                 bail!("server closed during the handshake");
             }
-            if let Some((_, used)) = handshake.parse_response(&rbuf)? {
+            if let Some((answer, used)) = handshake.parse_response(&rbuf)? {
                 rbuf.advance(used);
+                if target.deflate && answer.deflate.is_none() {
+                    bail!("the server declined permessage-deflate");
+                }
                 break;
             }
         }
+        // With deflate agreed the server may set RSV1 on data frames; they are decoded as
+        // frames (scenarios that use deflate only count them).
+        let codec = if target.deflate {
+            CodecConfig::client().with_allowed_rsv(0b100)
+        } else {
+            CodecConfig::client()
+        };
         Ok(Self {
             stream,
             rbuf,
             wbuf,
             mask: mask_for(index),
-            decoder: Decoder::new(CodecConfig::client()),
+            decoder: Decoder::new(codec),
         })
     }
 

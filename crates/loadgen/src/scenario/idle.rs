@@ -23,8 +23,12 @@ pub(crate) async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Repo
     let errors = Rc::new(Errors::default());
     let params = serde_json::json!({
         "conns": args.conns, "concurrency": args.concurrency, "hold_s": args.hold,
-        "rooms": args.rooms, "per_source": common.target.per_source,
+        "rooms": args.rooms, "per_source": common.target.per_source, "deflate": args.deflate,
     });
+    let target = crate::session::Target {
+        deflate: args.deflate,
+        ..common.target.clone()
+    };
     let mut report = Report::new("idle", &common.label, params);
     let rss = || {
         common
@@ -36,7 +40,7 @@ pub(crate) async fn run(common: &Common, args: &IdleArgs) -> anyhow::Result<Repo
     let usage = Usage::begin(common.server_pid)?;
     let rooms = args.rooms;
     let opened = open_many(
-        &common.target,
+        &target,
         args.conns,
         args.concurrency,
         move |i| {
