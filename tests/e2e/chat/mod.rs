@@ -7,6 +7,7 @@ mod client;
 
 mod accounts;
 mod authz;
+mod cluster;
 mod conversations;
 mod durability;
 mod files;
