@@ -14,22 +14,22 @@
 //!   truth.
 //! - **What is published**: the store's committed events that other nodes deliver (messages,
 //!   members added and removed, conversation changes, receipts; see
-//!   [`envelope::Event::of_committed`]), published from the store's sink on the writer
+//!   `envelope::Event::of_committed`), published from the store's sink on the writer
 //!   thread, so in commit order; typing (throttled, as for local delivery) and presence
-//!   changes from the hub; and, from the bus itself, `Alive` every [`ALIVE_EVERY`] and
+//!   changes from the hub; and, from the bus itself, `Alive` every `ALIVE_EVERY` and
 //!   `Hello` on every (re)subscription. Publishing never waits: events go into a bounded
 //!   queue that one task drains with `PUBLISH` over one connection (so Redis keeps their
 //!   order); when it is full or Redis is unreachable they are dropped and the node says so
 //!   (`Lost`) as soon as it can publish again.
 //! - **Order and gaps** are the hub's (`hub::sequencer`): per conversation it delivers seq
-//!   `n + 1` next, holds a later one up to [`GAP_BOUND`], then fills the gap from the store,
+//!   `n + 1` next, holds a later one up to `GAP_BOUND`, then fills the gap from the store,
 //!   and drops what it delivered already. A gap at the *end* of a conversation shows no
 //!   later message; so whenever something may have been lost (another node said `Hello` or
-//!   `Lost`, or stopped saying `Alive` for [`NODE_TIMEOUT`]: it died between a commit and its
+//!   `Lost`, or stopped saying `Alive` for `NODE_TIMEOUT`: it died between a commit and its
 //!   publication), every conversation this node delivers is read again from the store after
 //!   the last seq it delivered.
 //! - **Losing the bus**: the subscriber sees its stream end, or hears nothing (not even its
-//!   own `Alive`) for [`SILENCE`]. The node then answers `/healthz` with 503 and the reason,
+//!   own `Alive`) for `SILENCE`. The node then answers `/healthz` with 503 and the reason,
 //!   keeps serving its connections (its own commits still reach them, and a gap revealed by
 //!   a later message is still filled from the store), and reconnects with backoff (100 ms
 //!   doubling to 5 s). Once subscribed again it tells every chat connection to resync:
@@ -41,7 +41,7 @@
 //!   last one gone after the debounce) and answers `Hello` with a snapshot; every node keeps
 //!   who is online where. A user is online while a connection of theirs is attached on any
 //!   node, so one tab on each of two nodes is online once; a node that stops saying `Alive`
-//!   for [`NODE_TIMEOUT`] is dead, and its users go offline then.
+//!   for `NODE_TIMEOUT` is dead, and its users go offline then.
 //! - **Files** are not on the bus: their bytes live in `--data-dir`, so nodes that serve the
 //!   same users share that directory (NFS or any shared file system; see the README).
 
