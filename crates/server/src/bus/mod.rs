@@ -258,6 +258,25 @@ impl Bus {
     }
 }
 
+#[cfg(test)]
+impl Bus {
+    /// A bus connected to nothing: what it publishes waits in the returned queue.
+    pub(crate) fn detached() -> (Self, mpsc::Receiver<Vec<u8>>) {
+        let (queue, outgoing) = mpsc::channel(QUEUE);
+        let bus = Self {
+            inner: Arc::new(Inner {
+                node: NodeId(1),
+                queue,
+                health: Health::default(),
+                lost: AtomicBool::new(false),
+                published: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+            }),
+        };
+        (bus, outgoing)
+    }
+}
+
 /// What the bus tells the hub.
 #[derive(Debug)]
 pub struct Inbound(pub(crate) InboundKind);

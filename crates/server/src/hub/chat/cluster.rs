@@ -530,3 +530,158 @@ impl Chat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chatgroup_protocol::{MessageId, MessageKind, MessageView};
+
+    use super::*;
+    use crate::bus::NodeId;
+
+    const C: ConversationId = ConversationId(4);
+
+    fn chat() -> Chat {
+        let mut chat = Chat::default();
+        let (bus, _published) = Bus::detached();
+        chat.cluster = Some(Box::new(Cluster::new(bus)));
+        chat
+    }
+
+    /// Attaches `client` (user `client`) in `C` and starts its live delivery.
+    fn attach(chat: &mut Chat, client: u64) {
+        let (tx, _rx) = oneshot::channel();
+        assert!(chat.expect_attach(ClientId(client), UserId(client), usize::MAX, tx));
+        let mut sink = |_: ClientId, _: Bytes| {};
+        chat.local_committed(
+            Committed::Attached {
+                tag: client,
+                user: UserId(client),
+                conversations: vec![C],
+            },
+            &mut sink,
+        );
+        chat.release(ClientId(client), &mut sink);
+    }
+
+    fn message(seq: u64) -> Committed {
+        Committed::Message {
+            message: MessageView {
+                conversation: C,
+                id: MessageId(100 + seq),
+                seq: Seq(seq),
+                ts: 0,
+                sender: Some(UserId(99)),
+                sender_name: Some("far".into()),
+                kind: MessageKind::Text,
+                body: format!("m{seq}"),
+                local_id: Some(format!("l{seq}")),
+                event: None,
+                file: None,
+            },
+            origin: None,
+        }
+    }
+
+    /// Another node's message `seq`, as the bus brings it.
+    fn remote(chat: &mut Chat, seq: u64, out: &mut Vec<(ClientId, String)>) {
+        let event = Event::of_committed(&message(seq), None).expect("published");
+        let envelope = Envelope {
+            node: NodeId(9),
+            event,
+        };
+        chat.on_bus(InboundKind::Remote(Box::new(envelope)), &mut collect(out));
+    }
+
+    fn collect(out: &mut Vec<(ClientId, String)>) -> impl FnMut(ClientId, Bytes) + '_ {
+        |client, frame: Bytes| {
+            let text = String::from_utf8_lossy(&frame).into_owned();
+            out.push((client, text[text.find('{').unwrap_or(0)..].to_owned()));
+        }
+    }
+
+    /// The seqs of the `new_message` frames, in order.
+    fn seqs(out: &[(ClientId, String)]) -> Vec<u64> {
+        out.iter()
+            .filter_map(|(_, json)| {
+                let v: serde_json::Value = serde_json::from_str(json).ok()?;
+                (v["type"] == "new_message").then(|| v["seq"].as_u64().unwrap_or(0))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn another_node_s_message_waits_for_ours_and_comes_once() {
+        let mut chat = chat();
+        attach(&mut chat, 1);
+        let mut out = Vec::new();
+        chat.local_committed(message(1), &mut collect(&mut out));
+        remote(&mut chat, 3, &mut out);
+        assert_eq!(seqs(&out), vec![1], "3 waits for 2");
+        chat.local_committed(message(2), &mut collect(&mut out));
+        remote(&mut chat, 3, &mut out);
+        remote(&mut chat, 2, &mut out);
+        assert_eq!(seqs(&out), vec![1, 2, 3], "in order, each once");
+    }
+
+    #[test]
+    fn a_sync_that_read_past_live_delivery_ends_when_it_catches_up() {
+        let mut chat = chat();
+        attach(&mut chat, 1);
+        let mut out = Vec::new();
+        remote(&mut chat, 1, &mut out);
+        assert_eq!(seqs(&out), vec![1]);
+        // The client syncs; its replay read up to 4 while the hub has delivered only 1.
+        let live = chat.hold(ClientId(1)).expect("attached");
+        assert_eq!(live[0].last, Seq(1));
+        remote(&mut chat, 2, &mut out);
+        let (reply, mut answer) = oneshot::channel();
+        chat.cluster_sync_done(
+            ClientId(1),
+            BTreeMap::from([(C, Seq(4))]),
+            Some("s".into()),
+            reply,
+            &mut collect(&mut out),
+        );
+        assert!(
+            answer.try_recv().is_err(),
+            "held until live delivery reaches 4"
+        );
+        remote(&mut chat, 3, &mut out);
+        assert!(answer.try_recv().is_err());
+        remote(&mut chat, 4, &mut out);
+        assert_eq!(answer.try_recv(), Ok(SyncEnd::Done));
+        assert!(out.last().is_some_and(|(_, f)| f.contains("\"synced\"")));
+        remote(&mut chat, 5, &mut out);
+        // 2..=4 came in the replay: never live as well.
+        assert_eq!(seqs(&out), vec![1, 5]);
+    }
+
+    #[test]
+    fn a_sync_that_read_less_than_live_delivery_started_after_runs_again() {
+        let mut chat = chat();
+        attach(&mut chat, 1);
+        let mut out = Vec::new();
+        // The hub's first message of the conversation is 7 (6 still in flight elsewhere).
+        chat.hold(ClientId(1)).expect("attached");
+        remote(&mut chat, 7, &mut out);
+        let (reply, mut answer) = oneshot::channel();
+        chat.cluster_sync_done(
+            ClientId(1),
+            BTreeMap::from([(C, Seq(5))]),
+            None,
+            reply,
+            &mut collect(&mut out),
+        );
+        assert_eq!(answer.try_recv(), Ok(SyncEnd::Again), "6 is in neither");
+        let (reply, mut answer) = oneshot::channel();
+        chat.cluster_sync_done(
+            ClientId(1),
+            BTreeMap::from([(C, Seq(7))]),
+            None,
+            reply,
+            &mut collect(&mut out),
+        );
+        assert_eq!(answer.try_recv(), Ok(SyncEnd::Done));
+        assert!(seqs(&out).is_empty(), "7 came in the second replay");
+    }
+}
