@@ -179,6 +179,10 @@ pub(super) async fn subscribe(
             let msg = match next {
                 Ok(Some(msg)) => msg,
                 Ok(None) => break "subscriber: the connection closed".to_owned(),
+                // Silence means a broken subscription only while our own `Alive`s are being
+                // published; with the publisher down (and no other node) it means nothing,
+                // and resubscribing would needlessly make every client resync.
+                Err(_) if !health.publishing.load(Ordering::Relaxed) => continue,
                 Err(_) => break format!("subscriber: nothing heard for {SILENCE:?}"),
             };
             let Ok(envelope) = serde_json::from_slice::<Envelope>(msg.get_payload_bytes()) else {
