@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chatgroup_server::config::{format_duration, parse_duration, DeflateMode, Durability, Secret};
+use chatgroup_server::config::{
+    format_duration, parse_duration, ConfigError, DatabaseUrl, DeflateMode, Durability, Secret,
+    StoreKind,
+};
 use chatgroup_server::{Config, OriginPolicy};
 use clap::Parser;
 use tokio::net::TcpSocket;
@@ -110,6 +113,17 @@ struct Args {
     #[arg(long, env = "CHATGROUP_DURABILITY", default_value = "full", value_parser = parse_durability)]
     durability: Durability,
 
+    /// Where the chat is kept: sqlite, a file in the data directory (one node); postgres, the
+    /// database at --database-url, which several nodes may share (files' bytes stay in each
+    /// node's data directory for now).
+    #[arg(long, value_name = "KIND", env = "CHATGROUP_STORE", default_value_t = StoreKind::default())]
+    store: StoreKind,
+
+    /// The PostgreSQL database for --store postgres: postgres://USER:PASSWORD@HOST:PORT/DB
+    /// (plain TCP: keep it on loopback or a private network). The password is never logged.
+    #[arg(long, value_name = "URL", env = "CHATGROUP_DATABASE_URL", hide_env_values = true, value_parser = parse_database_url)]
+    database_url: Option<DatabaseUrl>,
+
     /// none: one node. redis: several nodes sharing one PostgreSQL database deliver what each
     /// commits, and typing and presence, to each other's connections over Redis pub/sub
     /// (needs --redis-url).
@@ -126,8 +140,9 @@ struct Args {
     bus_channel: String,
 
     /// Secret for signing access tokens (at least 32 bytes). Default: one generated on first
-    /// start and kept in the database, so tokens survive restarts. Set it to share tokens
-    /// between nodes or to rotate it (which logs everyone out).
+    /// start and kept in the database, so tokens survive restarts (and, with --store
+    /// postgres, hold on every node sharing the database). Set it to rotate it (which logs
+    /// everyone out).
     #[arg(long, env = "CHATGROUP_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<Secret>,
 
@@ -256,6 +271,11 @@ struct Args {
     log: String,
 }
 
+/// Any text: the driver parses the URL when the store opens.
+fn parse_database_url(text: &str) -> Result<DatabaseUrl, String> {
+    Ok(DatabaseUrl::new(text))
+}
+
 /// `full` or `normal`.
 fn parse_durability(text: &str) -> Result<Durability, String> {
     match text.to_ascii_lowercase().as_str() {
@@ -285,7 +305,7 @@ impl std::str::FromStr for HumanDuration {
 }
 
 impl Args {
-    fn into_config(self) -> Config {
+    fn into_config(self) -> Result<Config, ConfigError> {
         let mut cfg = Config::default();
         cfg.listen = self.listen;
         cfg.data_dir = self.data_dir;
@@ -306,6 +326,7 @@ impl Args {
         cfg.slow_consumer_grace = self.slow_consumer_grace.0;
         cfg.allowed_origins = self.allowed_origins;
         cfg.durability = self.durability;
+        cfg.store = self.store.backend(self.database_url)?;
         if self.bus == "redis" {
             cfg.bus = Some(chatgroup_server::bus::BusConfig {
                 url: chatgroup_server::bus::RedisUrl::new(self.redis_url.unwrap_or_default()),
@@ -339,7 +360,7 @@ impl Args {
         cfg.web_dir = self.web_dir;
         cfg.deflate = self.deflate;
         cfg.deflate_threshold = self.deflate_threshold;
-        cfg
+        Ok(cfg)
     }
 }
 
@@ -374,7 +395,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let cfg = args
         .into_config()
-        .validate()
+        .and_then(Config::validate)
         .context("invalid configuration")?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use chatgroup_store::Durability;
+pub use chatgroup_store::{Backend as StoreBackend, DatabaseUrl, Durability};
 
 /// Every tunable of the server. Build it with [`Config::default`], change fields, then call
 /// [`Config::validate`] once before handing it to [`crate::run`].
@@ -63,6 +63,9 @@ pub struct Config {
     pub allowed_origins: OriginPolicy,
     /// How messages are made durable (see [`Durability`]).
     pub durability: Durability,
+    /// Which database keeps the chat: SQLite in `data_dir` (one node), or PostgreSQL, which
+    /// several nodes may share. Files' bytes stay in `data_dir` either way.
+    pub store: StoreBackend,
     /// The bus to other nodes (`--bus redis`); `None` for a single node.
     pub bus: Option<crate::bus::BusConfig>,
     /// The access-token signing secret; `None` uses the one generated and stored in the
@@ -195,6 +198,55 @@ impl std::str::FromStr for DeflateMode {
     }
 }
 
+/// The database `--store` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreKind {
+    /// `sqlite`: a file in the data directory; one node.
+    #[default]
+    Sqlite,
+    /// `postgres`: the database at `--database-url`, which several nodes may share.
+    Postgres,
+}
+
+impl StoreKind {
+    /// The store backend for this kind and the `--database-url` given, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::MissingDatabaseUrl`] for PostgreSQL without a URL, and
+    /// [`ConfigError::DatabaseUrlWithoutPostgres`] for SQLite with one: a node meant to
+    /// share a database must not quietly start on a file of its own.
+    pub fn backend(self, url: Option<DatabaseUrl>) -> Result<StoreBackend, ConfigError> {
+        match (self, url) {
+            (Self::Sqlite, None) => Ok(StoreBackend::Sqlite),
+            (Self::Sqlite, Some(_)) => Err(ConfigError::DatabaseUrlWithoutPostgres),
+            (Self::Postgres, Some(url)) => Ok(StoreBackend::Postgres(url)),
+            (Self::Postgres, None) => Err(ConfigError::MissingDatabaseUrl),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        })
+    }
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err(format!("{s:?} is not sqlite or postgres")),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -218,6 +270,7 @@ impl Default for Config {
             hub_queue_depth: 4096,
             allowed_origins: OriginPolicy::SameHost,
             durability: Durability::Full,
+            store: StoreBackend::Sqlite,
             bus: None,
             jwt_secret: None,
             token_ttl: Duration::from_secs(15 * 60),
@@ -270,7 +323,8 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// A configuration value that cannot work, found by [`Config::validate`].
+/// A configuration value that cannot work, found by [`Config::validate`] (or, for the store,
+/// by [`StoreKind::backend`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -295,6 +349,16 @@ pub enum ConfigError {
         /// The configured max message size.
         message: usize,
     },
+    /// `--store postgres` needs to know where the database is.
+    #[error("--store postgres needs --database-url (or CHATGROUP_DATABASE_URL)")]
+    MissingDatabaseUrl,
+    /// A database URL with the SQLite store: likely a node meant to share a database that
+    /// would quietly keep its own.
+    #[error(
+        "--database-url is set but the store is sqlite: add --store postgres, or unset \
+         CHATGROUP_DATABASE_URL"
+    )]
+    DatabaseUrlWithoutPostgres,
     /// An HMAC secret shorter than 32 bytes can be brute-forced.
     #[error("the JWT secret must have at least 32 bytes")]
     WeakSecret,
@@ -520,6 +584,29 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_kind_and_the_database_url_must_agree() {
+        let url = DatabaseUrl::new("postgres://chat:secret@db/chat");
+        assert_eq!("SQLite".parse::<StoreKind>(), Ok(StoreKind::Sqlite));
+        assert_eq!("postgres".parse::<StoreKind>(), Ok(StoreKind::Postgres));
+        assert!("mysql".parse::<StoreKind>().is_err());
+        assert_eq!(StoreKind::default().to_string(), "sqlite");
+        assert_eq!(StoreKind::Sqlite.backend(None), Ok(StoreBackend::Sqlite));
+        assert_eq!(
+            StoreKind::Postgres.backend(Some(url.clone())),
+            Ok(StoreBackend::Postgres(url.clone()))
+        );
+        assert_eq!(
+            StoreKind::Postgres.backend(None),
+            Err(ConfigError::MissingDatabaseUrl)
+        );
+        assert_eq!(
+            StoreKind::Sqlite.backend(Some(url)),
+            Err(ConfigError::DatabaseUrlWithoutPostgres)
+        );
+        assert_eq!(Config::default().store, StoreBackend::Sqlite);
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -186,6 +186,8 @@ pub async fn run(
 async fn open_store(cfg: &Config, hub: HubHandle, bus: Option<bus::Bus>) -> Result<Store, Error> {
     let mut store_cfg = StoreConfig::new(cfg.data_dir.clone());
     store_cfg.durability = cfg.durability;
+    // SQLite in the data directory, or PostgreSQL.
+    store_cfg.backend = cfg.store.clone();
     // The last message committed, which a `MemberRemoved` right after follows.
     let mut last_message = None;
     let sink = Box::new(move |event: chatgroup_store::Committed| {
@@ -206,6 +208,8 @@ async fn open_store(cfg: &Config, hub: HubHandle, bus: Option<bus::Bus>) -> Resu
         .await
         .map_err(|_| Error::Startup("the database thread failed"))??;
     tracing::info!(
+        // Displayed without the URL's password.
+        store = %cfg.store,
         epoch = store.epoch(),
         durability = ?cfg.durability,
         "database open"
