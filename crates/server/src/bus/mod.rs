@@ -169,7 +169,6 @@ pub struct Bus {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     node: NodeId,
     queue: mpsc::Sender<Vec<u8>>,
@@ -178,14 +177,15 @@ struct Inner {
     lost: AtomicBool,
     published: AtomicU64,
     dropped: AtomicU64,
+    client: ::redis::Client,
+    channel: String,
 }
 
 impl Bus {
-    /// Starts the bus's two tasks (publisher, subscriber) on `tracker`; what other nodes
-    /// publish goes to `hub`. They stop when `shutdown` is cancelled.
+    /// Starts the publisher on `tracker` (it stops when `shutdown` is cancelled); the
+    /// subscription starts with [`Bus::subscribe`], once the hub is ready for what it brings.
     pub(crate) fn start(
         cfg: &BusConfig,
-        hub: HubHandle,
         shutdown: &CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Self, crate::Error> {
@@ -202,24 +202,36 @@ impl Bus {
                 lost: AtomicBool::new(false),
                 published: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
+                client: client.clone(),
+                channel: cfg.channel.clone(),
             }),
         };
         tracing::info!(node = %bus.node(), url = %cfg.url, channel = %cfg.channel, "bus: redis");
         tracker.spawn(redis::publish(
-            client.clone(),
+            client,
             cfg.channel.clone(),
             bus.clone(),
             outgoing,
             shutdown.clone(),
         ));
+        Ok(bus)
+    }
+
+    /// Starts the subscription on `tracker`: what other nodes publish goes to `hub`, which
+    /// must be configured for the bus already (their answers to our `Hello` come at once).
+    pub(crate) fn subscribe(
+        &self,
+        hub: HubHandle,
+        shutdown: &CancellationToken,
+        tracker: &TaskTracker,
+    ) {
         tracker.spawn(redis::subscribe(
-            client,
-            cfg.channel.clone(),
-            bus.clone(),
+            self.inner.client.clone(),
+            self.inner.channel.clone(),
+            self.clone(),
             hub,
             shutdown.clone(),
         ));
-        Ok(bus)
     }
 
     /// This node's id.
@@ -271,9 +283,22 @@ impl Bus {
                 lost: AtomicBool::new(false),
                 published: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
+                client: ::redis::Client::open("redis://127.0.0.1:1/").expect("a valid URL"),
+                channel: "test".into(),
             }),
         };
         (bus, outgoing)
+    }
+}
+
+/// By hand: the Redis client's own `Debug` would show the URL's password.
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("node", &self.node)
+            .field("channel", &self.channel)
+            .field("problem", &self.health.problem())
+            .finish_non_exhaustive()
     }
 }
 
@@ -315,5 +340,10 @@ mod tests {
         assert_eq!(shown("redis://:s3cret@host"), "redis://:***@host");
         assert_eq!(shown("redis://s3cret@host"), "redis://***@host");
         assert!(!format!("{:?}", RedisUrl::new("redis://:pw@h")).contains("pw"));
+        let (bus, _) = Bus::detached();
+        assert!(
+            !format!("{bus:?}").contains("127.0.0.1:1"),
+            "no connection details"
+        );
     }
 }
