@@ -187,9 +187,6 @@ async fn open_store(cfg: &Config, hub: HubHandle, bus: Option<bus::Bus>) -> Resu
     store_cfg.durability = cfg.durability;
     // SQLite in the data directory, or PostgreSQL.
     store_cfg.backend = cfg.store.clone();
-    if let Ok(url) = std::env::var("HACK_BUS_DATABASE_URL") {
-        store_cfg.backend = chatgroup_store::Backend::Postgres(chatgroup_store::DatabaseUrl::new(url));
-    }
     // The last message committed, which a `MemberRemoved` right after follows.
     let mut last_message = None;
     let sink = Box::new(move |event: chatgroup_store::Committed| {
