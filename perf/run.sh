@@ -11,7 +11,8 @@
 # Options:
 #   --rounds N             rounds (default 3; --quick sets 1)
 #   --servers "a b"        subset of: chatgroup tungstenite fastws node tcp-echo
-#                          (tcp-echo is a raw TCP echo, the yardstick for the echo cases only)
+#                          (tcp-echo is the raw TCP yardstick: an echo for the echo cases, a
+#                          relay of the publisher's bytes for the fanout cases)
 #   --cases "x y"          subset of the case names below
 #   --no-build             use the binaries already built
 #   --wait-quiet SECS      before each round, wait up to SECS for the machine to be idle
@@ -336,8 +337,9 @@ for round in $(seq "$ROUNDS"); do
                 fi
             fi
             if [[ "$server" == tcp-echo ]]; then
-                # The yardstick only echoes, and sends our masked frames back.
-                [[ "${args[0]}" == echo ]] || continue
+                # The yardstick echoes (our masked frames come back) and relays a publisher's
+                # bytes unparsed (the publisher then sends unmasked frames); nothing else.
+                [[ "${args[0]}" == echo || "${args[0]}" == fanout ]] || continue
                 args+=(--raw-peer)
             fi
             PORT=$((PORT + 1))

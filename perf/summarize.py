@@ -21,7 +21,7 @@ SERVER_NAMES = {
     "tungstenite": "tokio-tungstenite",
     "fastws": "fastwebsockets",
     "node": "Node ws",
-    "tcp-echo": "raw TCP echo",
+    "tcp-echo": "raw TCP",
 }
 
 # Per case family: (metric, label, higher is better).
@@ -188,9 +188,10 @@ def main(paths):
           "Ratios are chatgroup relative to each peer: above 1 means chatgroup is better "
           "(faster, or less latency or memory).")
     if "tcp-echo" in servers:
-        print("The raw TCP echo (no WebSocket at all: bytes read are written back) is the "
-              "ceiling of the echo cases on this machine; chatgroup's ratio to it is the "
-              "share of that ceiling reached.")
+        print("Raw TCP (no WebSocket at all: bytes read are written back, or a publisher's "
+              "bytes written unparsed to every subscriber socket) is the ceiling of the echo "
+              "and fan-out cases on this machine; chatgroup's ratio to it is the share of that "
+              "ceiling reached.")
     print()
     head = ["case", "figure"] + [SERVER_NAMES.get(s, s) for s in servers]
     if OURS in servers:

@@ -315,6 +315,10 @@ pub(crate) struct FanoutArgs {
     /// Handshakes in flight while the subscribers join.
     #[arg(long, default_value_t = 128)]
     pub(crate) concurrency: usize,
+    /// The server is the raw TCP fan-out (the yardstick), which relays the publisher's bytes
+    /// unparsed: the publisher sends unmasked frames, so subscribers get what a server sends.
+    #[arg(long)]
+    pub(crate) raw_peer: bool,
 }
 
 /// Options of `idle`.

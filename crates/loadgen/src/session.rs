@@ -80,6 +80,10 @@ pub(crate) struct Session {
     pub(crate) wbuf: BytesMut,
     /// This connection's masking key.
     pub(crate) mask: [u8; 4],
+    /// Send frames unmasked, as a server would: only towards the raw TCP fan-out yardstick,
+    /// which relays the publisher's bytes as they are, so the subscribers must get frames a
+    /// server may send.
+    pub(crate) unmasked: bool,
     decoder: Decoder,
 }
 
@@ -159,6 +163,7 @@ impl Session {
             rbuf,
             wbuf,
             mask: mask_for(index),
+            unmasked: false,
             decoder: Decoder::new(codec),
         })
     }
@@ -223,9 +228,14 @@ impl Session {
         }
     }
 
-    /// Encodes `frame`, masked, onto the write buffer.
+    /// Encodes `frame`, masked (unless [`unmasked`](Self::unmasked)), onto the write buffer.
     pub(crate) fn queue(&mut self, frame: &Frame) {
-        encode_frame(frame, Some(self.mask), &mut self.wbuf);
+        encode_frame(frame, self.key(), &mut self.wbuf);
+    }
+
+    /// The masking key frames are sent with.
+    fn key(&self) -> Option<[u8; 4]> {
+        (!self.unmasked).then_some(self.mask)
     }
 
     /// Writes as much of the write buffer as the socket takes without waiting.
@@ -271,7 +281,7 @@ impl Session {
     pub(crate) async fn close(mut self, wait: Duration) {
         self.wbuf.clear();
         let frame = Frame::close(Some(&CloseFrame::new(CloseCode::NORMAL, "")));
-        encode_frame(&frame, Some(self.mask), &mut self.wbuf);
+        encode_frame(&frame, self.key(), &mut self.wbuf);
         let _ = tokio::time::timeout(wait, async {
             self.stream.write_all(&self.wbuf).await?;
             let mut sink = [0u8; 4096];
@@ -336,6 +346,7 @@ mod tests {
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             mask: [0; 4],
+            unmasked: false,
             decoder: Decoder::new(CodecConfig::client()),
         };
         for frame in [

@@ -78,7 +78,7 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Re
     let errors = Rc::new(Errors::default());
     let params = serde_json::json!({
         "subscribers": args.subscribers, "size": args.size, "window": args.window,
-        "rate": args.rate, "conversation": args.conversation,
+        "rate": args.rate, "conversation": args.conversation, "raw_peer": args.raw_peer,
         "warmup_s": common.warmup.as_secs_f64(), "duration_s": common.duration.as_secs_f64(),
     });
     let mut report = Report::new("fanout", &common.label, params);
@@ -105,7 +105,8 @@ pub(crate) async fn run(common: &Common, args: &FanoutArgs) -> anyhow::Result<Re
             subscribers.push((i, s));
         }
     }
-    let publisher = publisher.expect("connection 0 opened");
+    let mut publisher = publisher.expect("connection 0 opened");
+    publisher.unmasked = args.raw_peer;
     let shared = Rc::new(Shared {
         subscribers: u32::try_from(args.subscribers)?,
         sent_at: RefCell::default(),
