@@ -11,8 +11,9 @@
 #            core alone without features (no tokio, no RNG in its dependency tree)
 #   test     cargo test --workspace --all-features (unit, integration and doc tests), after
 #            building the binaries with the same selection perf/smoke.sh uses (one build); a
-#            scratch PostgreSQL cluster on loopback (scripts/postgres.sh) runs beside it, so the
-#            store's tests run on both backends (CHATGROUP_REQUIRE_POSTGRES=1: none may skip)
+#            scratch PostgreSQL cluster and a scratch Redis on loopback (scripts/postgres.sh,
+#            scripts/redis.sh) run beside it, so the store's tests run on both backends and the
+#            multi-node tests run real nodes (CHATGROUP_REQUIRE_{POSTGRES,REDIS}=1: none may skip)
 #   browser  tests/browser/run.sh: the page at / end to end in headless Debian Chromium, driven
 #            by playwright-core against target/debug/chatgroup (built by the test stage)
 #   doc      cargo doc of the library crates with warnings denied (house style §3.10)
@@ -48,7 +49,8 @@ export NODE_PATH="$ROOT/tests/interop/node_modules${NODE_PATH:+:$NODE_PATH}"
 
 SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/chatgroup-test.XXXXXX")"
 PG_STARTED=0
-trap 'if ((PG_STARTED)); then stop_postgres; fi; rm -rf "$SCRATCH"' EXIT
+REDIS_STARTED=0
+trap 'if ((PG_STARTED)); then stop_postgres; fi; if ((REDIS_STARTED)); then bash scripts/redis.sh stop >/dev/null 2>&1 || true; fi; rm -rf "$SCRATCH"' EXIT
 
 RUN_START=$SECONDS
 PASSED=0
@@ -209,8 +211,20 @@ install_postgres() {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
 }
 
+# The multi-node tests use Debian's redis-server as the bus, a scratch instance that
+# scripts/redis.sh starts on loopback (never a system one).
+install_redis() {
+    if command -v redis-server >/dev/null 2>&1; then
+        note "redis: $(redis-server --version | cut -d' ' -f1-3) already installed"
+        return
+    fi
+    note "redis: installing the Debian package"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+}
+
 stage_tools() {
     install_postgres
+    install_redis
     install_rust_components
     install_cargo_fuzz
     install_python_websockets
@@ -254,6 +268,15 @@ start_postgres() {
 stop_postgres() {
     bash scripts/postgres.sh stop >/dev/null 2>&1 || true
     rm -rf "$CHATGROUP_PG_DIR"
+}
+
+# Starts the scratch Redis for the multi-node tests (stopped by the EXIT trap).
+start_redis() {
+    export CHATGROUP_REDIS_DIR="$SCRATCH/redis"
+    CHATGROUP_TEST_REDIS="$(bash scripts/redis.sh start)"
+    export CHATGROUP_TEST_REDIS CHATGROUP_REQUIRE_REDIS=1
+    REDIS_STARTED=1
+    note "redis: scratch instance at $CHATGROUP_TEST_REDIS"
 }
 
 stage_test() {
@@ -375,6 +398,7 @@ stage fmt stage_fmt
 stage web stage_web
 stage clippy stage_clippy
 start_postgres
+start_redis
 stage test stage_test
 stage browser stage_browser
 stage doc stage_doc
