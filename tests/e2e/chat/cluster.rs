@@ -130,13 +130,14 @@ fn psql(url: &str, sql: &str) {
     );
 }
 
-/// One deployment: nodes sharing a database and a bus channel.
+/// One deployment: nodes sharing a database and a bus channel. (Fields drop in order: the
+/// nodes go before their directories and their database.)
 struct Cluster {
+    nodes: Vec<Option<Binary>>,
+    dirs: Vec<TempDir>,
     db: Database,
     redis: String,
     channel: String,
-    dirs: Vec<TempDir>,
-    nodes: Vec<Option<Binary>>,
 }
 
 impl Cluster {
@@ -711,4 +712,43 @@ async fn a_user_with_a_tab_on_each_node_is_online_once() {
         vec![false],
         "offline once, when the dead node's tab times out"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_started_later_knows_who_is_online_elsewhere() {
+    let Some((pg, redis)) = services() else {
+        return;
+    };
+    let mut cluster = Cluster::start(1, &pg, &redis);
+    wait_healthy(&cluster).await;
+    let (users, conv) = group(&cluster, 2).await;
+    let (watcher, roamer) = (&users[0], &users[1]);
+    let _tab = ChatClient::connect(cluster.node(0).addr, &roamer.token).await;
+    // Node 1 starts after the roamer came online: it learns it from node 0's answer to its
+    // Hello, not from a transition.
+    let late = cluster.add_node();
+    wait_healthy(&cluster).await;
+    let mut w = ChatClient::connect(cluster.node(late).addr, &watcher.token).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        w.send(&ClientMsg::UserList {
+            conversation: conv,
+            reference: Some("ul".into()),
+        })
+        .await;
+        let list = w
+            .wait_for("user_list", |m| matches!(m, ServerMsg::UserList { .. }))
+            .await;
+        let ServerMsg::UserList { members, .. } = list else {
+            unreachable!()
+        };
+        if members.iter().any(|m| m.id == roamer.id() && m.online) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {late} never learned the roamer is online: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
