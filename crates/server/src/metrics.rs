@@ -393,8 +393,9 @@ impl Metrics {
     }
 }
 
-/// Appends the store's counters (group commits, operations, failed batches) to a rendering
-/// of [`Metrics`]: how well group commit batches is `ops / commits`.
+/// Appends the store's counters (group commits, operations, failed batches, retries) to a
+/// rendering of [`Metrics`]: how well group commit batches is `ops / commits`; how often
+/// nodes sharing a PostgreSQL database collide is `retries`.
 pub(crate) fn render_store(stats: &chatgroup_store::StoreStats, out: &mut String) {
     for (name, help, value) in [
         (
@@ -411,6 +412,12 @@ pub(crate) fn render_store(stats: &chatgroup_store::StoreStats, out: &mut String
             "chatgroup_store_failed_batches_total",
             "Batches whose commit failed (every operation in them was refused)",
             stats.failed_batches,
+        ),
+        (
+            "chatgroup_store_retries_total",
+            "Batch attempts run again after a conflict with another node's transaction or a \
+             lost database connection (PostgreSQL only)",
+            stats.retries,
         ),
     ] {
         let _ = writeln!(
