@@ -1040,7 +1040,6 @@ impl Hub {
         let frame = wire::close(code, "bus reconnected: resync");
         for client in clients {
             if let Some(outbox) = self.outboxes.get(&client) {
-                self.metrics.count_client_close(code);
                 outbox.close(frame.clone(), false);
             }
         }

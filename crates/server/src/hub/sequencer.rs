@@ -30,7 +30,7 @@
 //! Pure data: no clock of its own (callers pass `now`), no I/O, so it is tested against
 //! arbitrary interleavings, losses and duplicates below.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chatgroup_protocol::{ConversationId, Seq};
@@ -130,6 +130,9 @@ impl<T> Lane<T> {
 #[derive(Debug)]
 pub(crate) struct Sequencer<T> {
     lanes: HashMap<ConversationId, Lane<T>>,
+    /// The lanes with `stalled_since` set: the hub's tick looks at these only, not at every
+    /// conversation it ever saw.
+    stalled: HashSet<ConversationId>,
     /// How long a lane may stay stalled before it asks for a fill.
     bound: Duration,
 }
@@ -139,6 +142,7 @@ impl<T> Sequencer<T> {
     pub(crate) fn new(bound: Duration) -> Self {
         Self {
             lanes: HashMap::new(),
+            stalled: HashSet::new(),
             bound,
         }
     }
@@ -197,6 +201,7 @@ impl<T> Sequencer<T> {
         };
         lane.advance(conversation, out);
         Self::restall(lane, now);
+        self.track(conversation);
         offered
     }
 
@@ -210,6 +215,7 @@ impl<T> Sequencer<T> {
             .or_insert_with(|| Lane::new(seq));
         lane.known = lane.known.max(seq);
         Self::restall(lane, now);
+        self.track(conversation);
     }
 
     /// The last message emitted for `conversation` (its lane's start before any), or `None`
@@ -228,24 +234,26 @@ impl<T> Sequencer<T> {
     /// `delivered`, and counts as filling until [`Self::filled`] or [`Self::fill_failed`].
     pub(crate) fn due(&mut self, now: Instant) -> Vec<(ConversationId, Seq)> {
         let bound = self.bound;
-        self.lanes
-            .iter_mut()
-            .filter(|(_, l)| {
-                !l.filling
-                    && l.stalled_since
-                        .is_some_and(|at| now.saturating_duration_since(at) >= bound)
-            })
-            .map(|(id, l)| {
+        let mut due = Vec::new();
+        for id in &self.stalled {
+            let Some(l) = self.lanes.get_mut(id) else {
+                continue;
+            };
+            if !l.filling
+                && l.stalled_since
+                    .is_some_and(|at| now.saturating_duration_since(at) >= bound)
+            {
                 l.filling = true;
-                (*id, l.delivered)
-            })
-            .collect()
+                due.push((*id, l.delivered));
+            }
+        }
+        due
     }
 
     /// Whether some lane is stalled.
     #[cfg(test)]
     pub(crate) fn is_stalled(&self) -> bool {
-        self.lanes.values().any(|l| l.stalled_since.is_some())
+        !self.stalled.is_empty()
     }
 
     /// The answer to a fill: the store's messages after the `delivered` it was asked for,
@@ -276,6 +284,7 @@ impl<T> Sequencer<T> {
         } else {
             Self::restall(lane, now);
         }
+        self.track(conversation);
     }
 
     /// A fill could not be made (the store failed, or nobody here may read it): try again
@@ -287,6 +296,7 @@ impl<T> Sequencer<T> {
             // tail, and still is.
             lane.stalled_since = Some(now);
         }
+        self.track(conversation);
     }
 
     /// Emits everything waiting in `conversation`, jumping over what is missing: for a
@@ -302,6 +312,7 @@ impl<T> Sequencer<T> {
             lane.filling = false;
             lane.stalled_since = None;
         }
+        self.track(conversation);
     }
 
     /// Marks every lane stalled as of long ago, so the next [`Self::due`] fills them all:
@@ -311,6 +322,20 @@ impl<T> Sequencer<T> {
         let long_ago = now.checked_sub(self.bound).unwrap_or(now);
         for lane in self.lanes.values_mut() {
             lane.stalled_since = Some(lane.stalled_since.map_or(long_ago, |s| s.min(long_ago)));
+        }
+        self.stalled.extend(self.lanes.keys().copied());
+    }
+
+    /// Keeps `stalled` in step with `conversation`'s lane.
+    fn track(&mut self, conversation: ConversationId) {
+        if self
+            .lanes
+            .get(&conversation)
+            .is_some_and(|l| l.stalled_since.is_some())
+        {
+            self.stalled.insert(conversation);
+        } else {
+            self.stalled.remove(&conversation);
         }
     }
 
