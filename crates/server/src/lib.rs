@@ -12,6 +12,9 @@
 //!
 //! - [`hub`]: membership and fan-out; a broadcast is encoded once and shared as `Bytes`;
 //!   liveness sweep and protocol pings for every connection.
+//! - [`bus`]: with several nodes (`--bus redis`), what each commits, and typing and
+//!   presence, reach the others' hubs over Redis pub/sub; the hub puts every conversation
+//!   back in `seq` order and fills gaps from the store.
 //! - [`outbox`]: the bounded per-connection queue; a full one starts the slow-consumer grace
 //!   period, after which the client is evicted with close 1008.
 //! - Connections hold no read buffer while idle and no per-connection timers.

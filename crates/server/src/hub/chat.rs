@@ -13,6 +13,12 @@
 //! frames newer than what the replay sent are flushed and live delivery resumes. A buffer
 //! that grows past its bound is dropped and the replay asked to run again from where it
 //! ended (the dropped messages are committed, so the store has them).
+//!
+//! **With other nodes** (`--bus redis`, see `cluster`): their commits arrive over the bus,
+//! interleaved with ours, so every conversation event first goes through the hub's
+//! sequencer (`hub::sequencer`), which hands this module each conversation's events in
+//! `seq` order with no gap and no duplicate; everything above then holds as with one node,
+//! and a sync's end also waits for live delivery to reach what its replay read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
