@@ -752,3 +752,108 @@ async fn a_node_started_later_knows_who_is_online_elsewhere() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// CPU seconds (user + system) `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+/// Throughput on this machine: `members` connections spread over the nodes, every one
+/// sending with a window of 8 for `secs`; acked sends and deliveries per second and per
+/// server core-second. Not a test: `cargo test --profile bench --test e2e -- --ignored
+/// --nocapture cluster::throughput` (with the two services) prints one line per setup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn throughput() {
+    let Some((pg, redis)) = services() else {
+        return;
+    };
+    let secs = 8u64;
+    let members = 24usize;
+    for (label, nodes, bus) in [
+        ("sqlite, 1 node", 1, false),
+        ("postgres+redis, 1 node", 1, true),
+        ("postgres+redis, 2 nodes", 2, true),
+        ("postgres+redis, 3 nodes", 3, true),
+    ] {
+        let (cluster, _sqlite_dir, addrs, pids) = if bus {
+            let c = Cluster::start(nodes, &pg, &redis);
+            wait_healthy(&c).await;
+            let addrs: Vec<_> = (0..nodes).map(|i| c.node(i).addr).collect();
+            let pids: Vec<u32> = (0..nodes).map(|i| c.node(i).child.id()).collect();
+            (Some(c), None, addrs, pids)
+        } else {
+            let dir = TempDir::new("sqlite");
+            let node = Binary::spawn(dir.path(), ARGS);
+            let addrs = vec![node.addr];
+            let pids = vec![node.child.id()];
+            (None, Some((dir, node)), addrs, pids)
+        };
+        let api = Api(addrs[0]);
+        let tag = unique();
+        let mut users = Vec::new();
+        for i in 0..members {
+            users.push(api.signup(&format!("t{i}{}", &tag[..6])).await);
+        }
+        let others: Vec<&User> = users[1..].iter().collect();
+        let conv = api.create_group(&users[0], "load", &others).await.id;
+        let mut clients = Vec::new();
+        for (i, user) in users.iter().enumerate() {
+            let mut c = ChatClient::connect(addrs[i % nodes], &user.token).await;
+            c.settle().await;
+            clients.push(c);
+        }
+        let cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+        let start = tokio::time::Instant::now();
+        let until = start + Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for (i, mut c) in clients.into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let (mut sent, mut acked, mut delivered) = (0usize, 0usize, 0usize);
+                while tokio::time::Instant::now() < until {
+                    while sent - acked < 8 {
+                        let local = format!("p{i}-{sent}");
+                        c.send(&send_msg(conv, &local, "a message of some thirty bytes"))
+                            .await;
+                        sent += 1;
+                    }
+                    match c.next_within(Duration::from_millis(200)).await {
+                        Next::Msg(m) => match *m {
+                            ServerMsg::Ack { .. } => acked += 1,
+                            ServerMsg::NewMessage(_) => delivered += 1,
+                            _ => {}
+                        },
+                        Next::Quiet => {}
+                        other => panic!("{other:?}"),
+                    }
+                }
+                (acked, delivered)
+            }));
+        }
+        let (mut acked, mut delivered) = (0usize, 0usize);
+        for t in tasks {
+            let (a, d) = t.await.expect("a sender");
+            acked += a;
+            delivered += d;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu0;
+        println!(
+            "{label}: {:.0} acked sends/s, {:.0} deliveries/s; server CPU {cpu:.1} core-s \
+             -> {:.0} sends and {:.0} deliveries per server core-second",
+            acked as f64 / elapsed,
+            delivered as f64 / elapsed,
+            acked as f64 / cpu.max(0.01),
+            delivered as f64 / cpu.max(0.01),
+        );
+        drop(cluster);
+    }
+}
