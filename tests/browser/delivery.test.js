@@ -84,13 +84,14 @@ test("reload with unsent messages in the outbox: each delivered once", async () 
   let mode = "drop-sends";
   await alice.page.routeWebSocket(/\/ws$/, (ws) => {
     const upstream = ws.connectToServer();
+    const link = relayClosing(ws, upstream);
     ws.onMessage((frame) => {
       if (mode === "drop-sends" && typeof frame === "string" && frame.includes('"type":"send"')) return;
-      upstream.send(frame);
+      link.toServer(frame);
     });
     upstream.onMessage((frame) => {
       if (mode === "drop-acks" && typeof frame === "string" && frame.startsWith('{"type":"ack"')) return;
-      ws.send(frame);
+      link.toPage(frame);
     });
   });
   await alice.page.reload();
@@ -130,22 +131,20 @@ test("an upload cut off by a dropped connection resumes from the server's offset
   await alice.page.routeWebSocket(/\/ws$/, (ws) => {
     const which = ++socketsSeen;
     const upstream = ws.connectToServer();
+    const link = relayClosing(ws, upstream);
     let chunks = 0;
     ws.onMessage((frame) => {
       if (typeof frame !== "string") {
         chunks += 1;
         if (which === 1 && chunks > 5) {
-          if (chunks === 6) {
-            ws.close({ code: 1012, reason: "dropped by the test" });
-            upstream.close();
-          }
+          if (chunks === 6) link.drop({ code: 1012, reason: "dropped by the test" });
           return;
         }
         chunkOffsets.push({ socket: which, offset: Number(frame.readBigUInt64BE(8)) });
       }
-      upstream.send(frame);
+      link.toServer(frame);
     });
-    upstream.onMessage((frame) => ws.send(frame));
+    upstream.onMessage((frame) => link.toPage(frame));
   });
   await alice.page.reload();
   await alice.openConversation("bob");
@@ -187,3 +186,33 @@ test("no console errors or page errors (beyond the refused sockets while the ser
   assert.deepEqual(alice.errors, []);
   assert.deepEqual(bob.errors, []);
 });
+
+/**
+ * Frames forwarded between a routed page socket and its server side only while both are open.
+ * The server side is a real WebSocket inside the page: a frame forwarded to it after either
+ * side closed makes Chromium log "WebSocket is already in CLOSING or CLOSED state", which is
+ * the test's doing, not the page's. A close on either side is passed on to the other, as
+ * Playwright does when no close handler is set.
+ */
+function relayClosing(ws, upstream) {
+  let open = true;
+  // A browser's close() takes 1000 or 3000-4999 only; any other code closes without one.
+  const how = (code, reason) => (code === 1000 || (code >= 3000 && code <= 4999) ? { code, reason } : undefined);
+  ws.onClose((code, reason) => {
+    open = false;
+    upstream.close(how(code, reason));
+  });
+  upstream.onClose((code, reason) => {
+    open = false;
+    ws.close(how(code, reason));
+  });
+  return {
+    toServer: (frame) => open && upstream.send(frame),
+    toPage: (frame) => open && ws.send(frame),
+    drop: (how) => {
+      open = false;
+      ws.close(how);
+      upstream.close();
+    },
+  };
+}
